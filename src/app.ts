@@ -1,0 +1,52 @@
+// buildApp: plugins, then routes. The server and the tests both use it; tests drive it with
+// app.inject against a real database.
+import multipart from '@fastify/multipart';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Config } from './config.js';
+import { authPlugin } from './http/auth.js';
+import { errorHandlerPlugin } from './http/errorHandler.js';
+import { healthRoutes } from './http/routes/health.js';
+import { openapiRoutes } from './http/routes/openapi.js';
+import { apiKeyRepository } from './store/apiKeys.js';
+import type { BlobStore } from './store/blobStore.js';
+import type { Database } from './store/database.js';
+
+export interface AppDeps {
+  config: Config;
+  db: Database;
+  blobs: BlobStore;
+}
+
+export async function buildApp(deps: AppDeps, opts: { logger?: boolean | object } = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: opts.logger ?? { level: deps.config.logLevel },
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[\w.-]{1,100}$/.test(given) ? given : crypto.randomUUID();
+    },
+    requestIdHeader: false,
+    bodyLimit: 1024 * 1024,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+
+  await app.register(errorHandlerPlugin);
+  await app.register(authPlugin, { keys: apiKeyRepository(deps.db.prisma) });
+  await app.register(multipart, {
+    limits: {
+      fileSize: Math.max(deps.config.limits.maxModelBytes, deps.config.limits.maxDatasetBytes),
+      files: 2,
+      fields: 20,
+      fieldSize: 1024 * 1024,
+      parts: 30,
+    },
+  });
+
+  await app.register(healthRoutes, { db: deps.db });
+  await app.register(openapiRoutes);
+  return app;
+}

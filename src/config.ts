@@ -1,0 +1,90 @@
+// Every setting of the service, read from the environment in one place and typed.
+// The README's configuration table documents the same names and defaults.
+import os from 'node:os';
+import path from 'node:path';
+
+export type ExecutionProvider = 'cpu' | 'cuda';
+export type Role = 'api' | 'worker' | 'all';
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  /** null: start an embedded PostgreSQL under dataDir/pg. */
+  databaseUrl: string | null;
+  embeddedPgPort: number;
+  adminKey: string | null;
+  logLevel: string;
+  role: Role;
+  limits: {
+    maxModelBytes: number;
+    maxDatasetBytes: number;
+    maxDatasetImages: number;
+    maxUncompressedBytes: number;
+    maxImagePixels: number;
+    maxArchiveEntries: number;
+    maxRunInferences: number;
+  };
+  workers: number;
+  ortThreads: number;
+  ortEp: ExecutionProvider;
+}
+
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, name: string, fallback: number, min = 0): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new ConfigError(`${name} must be an integer >= ${min}, got "${raw}"`);
+  }
+  return value;
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(`${name} must be one of ${allowed.join(', ')}, got "${raw}"`);
+  }
+  return raw as T;
+}
+
+const GiB = 1024 ** 3;
+
+export function loadConfig(env: Env = process.env, overrides: Partial<Config> = {}): Config {
+  const cores = Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+  const ortThreads = int(env, 'ORT_THREADS', 1, 1);
+  const workers = int(env, 'WORKERS', Math.max(1, Math.floor(cores / ortThreads)), 1);
+  const config: Config = {
+    port: int(env, 'PORT', 8080),
+    host: env.HOST || '0.0.0.0',
+    dataDir: path.resolve(env.DATA_DIR || './data'),
+    databaseUrl: env.DATABASE_URL || null,
+    embeddedPgPort: int(env, 'EMBEDDED_PG_PORT', 0),
+    adminKey: env.INVARIANCE_ADMIN_KEY || null,
+    logLevel: env.LOG_LEVEL || 'info',
+    role: oneOf(env, 'ROLE', ['api', 'worker', 'all'] as const, 'all'),
+    limits: {
+      maxModelBytes: int(env, 'MAX_MODEL_BYTES', GiB, 1),
+      maxDatasetBytes: int(env, 'MAX_DATASET_BYTES', 2 * GiB, 1),
+      maxDatasetImages: int(env, 'MAX_DATASET_IMAGES', 1_000_000, 1),
+      maxUncompressedBytes: int(env, 'MAX_UNCOMPRESSED_BYTES', 4 * GiB, 1),
+      maxImagePixels: int(env, 'MAX_IMAGE_PIXELS', 4096 * 4096, 1),
+      maxArchiveEntries: int(env, 'MAX_ARCHIVE_ENTRIES', 1_100_000, 1),
+      maxRunInferences: int(env, 'MAX_RUN_INFERENCES', 50_000_000, 1),
+    },
+    workers,
+    ortThreads,
+    ortEp: oneOf(env, 'ORT_EP', ['cpu', 'cuda'] as const, 'cpu'),
+  };
+  if (config.workers * config.ortThreads > cores) {
+    throw new ConfigError(
+      `WORKERS (${config.workers}) x ORT_THREADS (${config.ortThreads}) exceeds the ${cores} available cores`,
+    );
+  }
+  return { ...config, ...overrides, limits: { ...config.limits, ...overrides.limits } };
+}

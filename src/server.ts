@@ -1,0 +1,80 @@
+// Process entry: read config, bring up the database (embedded unless DATABASE_URL is set),
+// migrate, make sure an admin key exists, listen; on SIGTERM/SIGINT close in reverse order.
+import path from 'node:path';
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig } from './config.js';
+import { apiKeyRepository } from './store/apiKeys.js';
+import { ensureAdminKey } from './store/adminKey.js';
+import { BlobStore } from './store/blobStore.js';
+import { openDatabase } from './store/database.js';
+import { type EmbeddedDatabase, startEmbeddedPostgres } from './store/embeddedPostgres.js';
+import { migrate } from './store/migrator.js';
+
+function parseArgs(argv: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a.startsWith('--')) {
+      const [k, v] = a.slice(2).split('=', 2);
+      out[k] = v ?? argv[++i] ?? '';
+    }
+  }
+  return out;
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const env = { ...process.env, ...(args.role ? { ROLE: args.role } : {}), ...(args.port ? { PORT: args.port } : {}) };
+  const config = loadConfig(env);
+  const log = (msg: string) => process.stdout.write(`${msg}\n`);
+
+  let embedded: EmbeddedDatabase | null = null;
+  let databaseUrl = config.databaseUrl;
+  if (!databaseUrl) {
+    const dir = path.join(config.dataDir, 'pg');
+    log(`no DATABASE_URL: starting embedded PostgreSQL in ${dir}`);
+    embedded = await startEmbeddedPostgres({ dir, port: config.embeddedPgPort });
+    databaseUrl = embedded.url;
+  }
+  const db = openDatabase(databaseUrl);
+  const applied = await migrate(db.pool);
+  if (applied.length) log(`applied migrations: ${applied.join(', ')}`);
+
+  const blobs = new BlobStore(config.dataDir);
+  await blobs.init();
+  const admin = await ensureAdminKey(apiKeyRepository(db.prisma), { dataDir: config.dataDir, fromEnv: config.adminKey });
+  if (admin.generated) {
+    log(`generated an admin API key (shown once; also saved to ${admin.file}):\n  ${admin.key}`);
+  }
+
+  const app = await buildApp({ config, db, blobs });
+  await app.listen({ port: config.port, host: config.host });
+  const shownHost = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+  log(`invariance service listening on http://${shownHost}:${config.port} (docs: http://${shownHost}:${config.port}/docs)`);
+
+  let closing = false;
+  const shutdown = async (signal: string) => {
+    if (closing) return;
+    closing = true;
+    log(`${signal}: shutting down`);
+    const force = setTimeout(() => process.exit(1), 30_000);
+    force.unref();
+    try {
+      await app.close(); // stops accepting, waits for in-flight requests
+      await db.close();
+      if (embedded) await embedded.stop();
+      process.exit(0);
+    } catch (err) {
+      process.stderr.write(`shutdown failed: ${String(err)}\n`);
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err) => {
+  if (err instanceof ConfigError) process.stderr.write(`configuration error: ${err.message}\n`);
+  else process.stderr.write(`failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,84 @@
+// API keys: random secrets shown once, stored as sha256 hashes (the secrets are 256-bit random,
+// so a fast hash is enough; there is nothing to brute-force).
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import type { PrismaClient } from '../generated/prisma/client.js';
+
+export const SCOPES = ['read', 'write', 'admin'] as const;
+export type Scope = (typeof SCOPES)[number];
+
+export interface ApiKeyRecord {
+  id: string;
+  name: string;
+  prefix: string;
+  scopes: Scope[];
+  createdAt: Date;
+  lastUsedAt: Date | null;
+}
+
+export function generateKey(): string {
+  return `inv_${randomBytes(32).toString('base64url')}`;
+}
+
+export function hashKey(secret: string): string {
+  return createHash('sha256').update(secret, 'utf8').digest('hex');
+}
+
+function toRecord(row: {
+  id: string;
+  name: string;
+  prefix: string;
+  scopes: string[];
+  createdAt: Date;
+  lastUsedAt: Date | null;
+}): ApiKeyRecord {
+  return {
+    id: row.id,
+    name: row.name,
+    prefix: row.prefix,
+    scopes: row.scopes.filter((s): s is Scope => (SCOPES as readonly string[]).includes(s)),
+    createdAt: row.createdAt,
+    lastUsedAt: row.lastUsedAt,
+  };
+}
+
+export function apiKeyRepository(prisma: PrismaClient) {
+  return {
+    async create(name: string, scopes: Scope[], secret = generateKey()): Promise<{ key: string; record: ApiKeyRecord }> {
+      const row = await prisma.apiKey.create({
+        data: { id: randomUUID(), name, prefix: secret.slice(0, 8), hash: hashKey(secret), scopes },
+      });
+      return { key: secret, record: toRecord(row) };
+    },
+
+    /** Makes sure a key with this secret exists (the bootstrap admin key); idempotent. */
+    async ensure(name: string, secret: string, scopes: Scope[]): Promise<void> {
+      const hash = hashKey(secret);
+      await prisma.apiKey.upsert({
+        where: { hash },
+        create: { id: randomUUID(), name, prefix: secret.slice(0, 8), hash, scopes },
+        update: { revokedAt: null, scopes },
+      });
+    },
+
+    async authenticate(secret: string): Promise<ApiKeyRecord | null> {
+      const hash = hashKey(secret);
+      const row = await prisma.apiKey.findUnique({ where: { hash } });
+      if (!row || row.revokedAt) return null;
+      // The lookup is by hash; compare again in constant time so the path does not leak.
+      if (!timingSafeEqual(Buffer.from(row.hash), Buffer.from(hash))) return null;
+      return toRecord(row);
+    },
+
+    async list(): Promise<ApiKeyRecord[]> {
+      const rows = await prisma.apiKey.findMany({ where: { revokedAt: null }, orderBy: { createdAt: 'asc' } });
+      return rows.map(toRecord);
+    },
+
+    async revoke(id: string): Promise<boolean> {
+      const res = await prisma.apiKey.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: new Date() } });
+      return res.count > 0;
+    },
+  };
+}
+
+export type ApiKeyRepository = ReturnType<typeof apiKeyRepository>;

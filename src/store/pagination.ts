@@ -1,0 +1,46 @@
+// Keyset pagination over (created_at DESC, id DESC): stable under inserts, O(limit) per page.
+// The cursor is opaque to clients (base64url JSON of the last item's sort key).
+import { AppError } from '../http/problem.js';
+
+export interface CursorKey {
+  createdAt: Date;
+  id: string;
+}
+
+export function encodeCursor(key: CursorKey): string {
+  return Buffer.from(JSON.stringify([key.createdAt.toISOString(), key.id])).toString('base64url');
+}
+
+export function decodeCursor(cursor: string | undefined): CursorKey | null {
+  if (!cursor) return null;
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(parsed) && parsed.length === 2 && typeof parsed[0] === 'string' && typeof parsed[1] === 'string') {
+      const createdAt = new Date(parsed[0]);
+      if (!Number.isNaN(createdAt.getTime()) && /^[0-9a-f-]{36}$/i.test(parsed[1])) {
+        return { createdAt, id: parsed[1] };
+      }
+    }
+  } catch {
+    // fall through
+  }
+  throw new AppError(400, 'INVALID_CURSOR', 'the cursor is not one this service issued');
+}
+
+/** Prisma `where` fragment for "strictly after this cursor" in (createdAt desc, id desc) order. */
+export function afterCursor(key: CursorKey | null) {
+  if (!key) return {};
+  return {
+    OR: [{ createdAt: { lt: key.createdAt } }, { createdAt: key.createdAt, id: { lt: key.id } }],
+  };
+}
+
+export const pageOrder = [{ createdAt: 'desc' as const }, { id: 'desc' as const }];
+
+/** Fetch limit+1 rows, return a page and the cursor of its last item if more exist. */
+export function toPage<T extends CursorKey, R>(rows: T[], limit: number, map: (row: T) => R) {
+  const more = rows.length > limit;
+  const items = more ? rows.slice(0, limit) : rows;
+  const last = items[items.length - 1];
+  return { items: items.map(map), nextCursor: more && last ? encodeCursor(last) : null };
+}

@@ -1,0 +1,51 @@
+// The real app over a real, fresh database and a temp DATA_DIR, for app.inject tests.
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../src/app.js';
+import { type Config, loadConfig } from '../../src/config.js';
+import { apiKeyRepository } from '../../src/store/apiKeys.js';
+import { BlobStore } from '../../src/store/blobStore.js';
+import type { Database } from '../../src/store/database.js';
+import { createMigratedDatabase, type TestDatabase } from './database.js';
+
+export interface TestApp {
+  app: FastifyInstance;
+  db: Database;
+  database: TestDatabase;
+  blobs: BlobStore;
+  config: Config;
+  dataDir: string;
+  adminKey: string;
+  /** Authorization header for the admin key. */
+  auth: { authorization: string };
+  close(): Promise<void>;
+}
+
+export async function createTestApp(overrides: Partial<Config> = {}): Promise<TestApp> {
+  const { test, db } = await createMigratedDatabase();
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'invariance-test-data-'));
+  const config = loadConfig({ DATA_DIR: dataDir, LOG_LEVEL: 'silent' }, overrides);
+  const blobs = new BlobStore(dataDir);
+  await blobs.init();
+  const { key } = await apiKeyRepository(db.prisma).create('test-admin', ['admin']);
+  const app = await buildApp({ config, db, blobs }, { logger: false });
+  await app.ready();
+  return {
+    app,
+    db,
+    database: test,
+    blobs,
+    config,
+    dataDir,
+    adminKey: key,
+    auth: { authorization: `Bearer ${key}` },
+    async close() {
+      await app.close();
+      await db.close();
+      await test.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
