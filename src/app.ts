@@ -6,7 +6,9 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
 import { authPlugin } from './http/auth.js';
 import { errorHandlerPlugin } from './http/errorHandler.js';
+import { datasetRoutes } from './http/routes/datasets.js';
 import { healthRoutes } from './http/routes/health.js';
+import { modelRoutes } from './http/routes/models.js';
 import { openapiRoutes } from './http/routes/openapi.js';
 import { apiKeyRepository } from './store/apiKeys.js';
 import type { BlobStore } from './store/blobStore.js';
@@ -48,5 +50,7 @@ export async function buildApp(deps: AppDeps, opts: { logger?: boolean | object 
 
   await app.register(healthRoutes, { db: deps.db });
   await app.register(openapiRoutes);
+  await app.register(modelRoutes, deps);
+  await app.register(datasetRoutes, deps);
   return app;
 }
