@@ -3,8 +3,8 @@
 import path from 'node:path';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
-import { apiKeyRepository } from './store/apiKeys.js';
 import { ensureAdminKey } from './store/adminKey.js';
+import { apiKeyRepository } from './store/apiKeys.js';
 import { BlobStore } from './store/blobStore.js';
 import { openDatabase } from './store/database.js';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from './store/embeddedPostgres.js';
@@ -24,7 +24,11 @@ function parseArgs(argv: string[]): Record<string, string> {
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
-  const env = { ...process.env, ...(args.role ? { ROLE: args.role } : {}), ...(args.port ? { PORT: args.port } : {}) };
+  const env = {
+    ...process.env,
+    ...(args.role ? { ROLE: args.role } : {}),
+    ...(args.port ? { PORT: args.port } : {}),
+  };
   const config = loadConfig(env);
   const log = (msg: string) => process.stdout.write(`${msg}\n`);
 
@@ -42,7 +46,10 @@ async function main() {
 
   const blobs = new BlobStore(config.dataDir);
   await blobs.init();
-  const admin = await ensureAdminKey(apiKeyRepository(db.prisma), { dataDir: config.dataDir, fromEnv: config.adminKey });
+  const admin = await ensureAdminKey(apiKeyRepository(db.prisma), {
+    dataDir: config.dataDir,
+    fromEnv: config.adminKey,
+  });
   if (admin.generated) {
     log(`generated an admin API key (shown once; also saved to ${admin.file}):\n  ${admin.key}`);
   }
@@ -50,7 +57,9 @@ async function main() {
   const app = await buildApp({ config, db, blobs });
   await app.listen({ port: config.port, host: config.host });
   const shownHost = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
-  log(`invariance service listening on http://${shownHost}:${config.port} (docs: http://${shownHost}:${config.port}/docs)`);
+  log(
+    `invariance service listening on http://${shownHost}:${config.port} (docs: http://${shownHost}:${config.port}/docs)`,
+  );
 
   let closing = false;
   const shutdown = async (signal: string) => {
@@ -75,6 +84,9 @@ async function main() {
 
 main().catch((err) => {
   if (err instanceof ConfigError) process.stderr.write(`configuration error: ${err.message}\n`);
-  else process.stderr.write(`failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  else
+    process.stderr.write(
+      `failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
   process.exit(1);
 });

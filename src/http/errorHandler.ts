@@ -49,7 +49,9 @@ export const errorHandlerPlugin = fp(async (app: FastifyInstance) => {
     else body = fromFastifyError(err);
     if (!body) {
       req.log.error({ err }, 'unhandled error');
-      body = problem(500, 'INTERNAL', 'an internal error occurred; it has been logged', { requestId: req.id });
+      body = problem(500, 'INTERNAL', 'an internal error occurred; it has been logged', {
+        requestId: req.id,
+      });
     }
     if (body.status === 429 || body.status === 503) {
       const retry = (err as AppError).extra?.retryAfter;

@@ -44,7 +44,12 @@ export class AppError extends Error {
   }
 }
 
-export function problem(status: number, code: string, detail: string, extra: Record<string, unknown> = {}): Problem {
+export function problem(
+  status: number,
+  code: string,
+  detail: string,
+  extra: Record<string, unknown> = {},
+): Problem {
   return {
     type: `https://invariance.dev/problems/${code.toLowerCase().replaceAll('_', '-')}`,
     title: TITLES[status] ?? 'Error',
@@ -55,4 +60,5 @@ export function problem(status: number, code: string, detail: string, extra: Rec
   };
 }
 
-export const notFound = (what: string, id: string) => new AppError(404, 'NOT_FOUND', `${what} ${id} does not exist`);
+export const notFound = (what: string, id: string) =>
+  new AppError(404, 'NOT_FOUND', `${what} ${id} does not exist`);

@@ -43,7 +43,11 @@ function toRecord(row: {
 
 export function apiKeyRepository(prisma: PrismaClient) {
   return {
-    async create(name: string, scopes: Scope[], secret = generateKey()): Promise<{ key: string; record: ApiKeyRecord }> {
+    async create(
+      name: string,
+      scopes: Scope[],
+      secret = generateKey(),
+    ): Promise<{ key: string; record: ApiKeyRecord }> {
       const row = await prisma.apiKey.create({
         data: { id: randomUUID(), name, prefix: secret.slice(0, 8), hash: hashKey(secret), scopes },
       });
@@ -70,12 +74,18 @@ export function apiKeyRepository(prisma: PrismaClient) {
     },
 
     async list(): Promise<ApiKeyRecord[]> {
-      const rows = await prisma.apiKey.findMany({ where: { revokedAt: null }, orderBy: { createdAt: 'asc' } });
+      const rows = await prisma.apiKey.findMany({
+        where: { revokedAt: null },
+        orderBy: { createdAt: 'asc' },
+      });
       return rows.map(toRecord);
     },
 
     async revoke(id: string): Promise<boolean> {
-      const res = await prisma.apiKey.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: new Date() } });
+      const res = await prisma.apiKey.updateMany({
+        where: { id, revokedAt: null },
+        data: { revokedAt: new Date() },
+      });
       return res.count > 0;
     },
   };

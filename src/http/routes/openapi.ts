@@ -8,7 +8,13 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import { parse } from 'yaml';
 
-export const OPENAPI_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'openapi.yaml');
+export const OPENAPI_PATH = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '..',
+  '..',
+  '..',
+  'openapi.yaml',
+);
 
 export function loadOpenApi(): { yaml: string; document: Record<string, unknown> } {
   const yaml = readFileSync(OPENAPI_PATH, 'utf8');
