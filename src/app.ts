@@ -14,6 +14,12 @@ import { apiKeyRepository } from './store/apiKeys.js';
 import type { BlobStore } from './store/blobStore.js';
 import type { Database } from './store/database.js';
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    routeList: ReadonlyArray<{ method: string; url: string }>;
+  }
+}
+
 export interface AppDeps {
   config: Config;
   db: Database;
@@ -34,6 +40,13 @@ export async function buildApp(
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // Every route as registered, for the contract test that checks openapi.yaml covers them all.
+  const routeList: Array<{ method: string; url: string }> = [];
+  app.addHook('onRoute', (r) => {
+    for (const method of Array.isArray(r.method) ? r.method : [r.method]) routeList.push({ method, url: r.url });
+  });
+  app.decorate('routeList', routeList);
 
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
