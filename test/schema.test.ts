@@ -79,7 +79,7 @@ async function schemaTables(): Promise<Map<string, { table: string; columns: str
 describe('schema.prisma agrees with the migrated database', () => {
   it('has exactly the tables and columns that schema.prisma declares', async () => {
     const tables = await schemaTables();
-    expect([...tables.keys()].sort()).toEqual(['ApiKey', 'Dataset', 'Model', 'Run']);
+    expect([...tables.keys()].sort()).toEqual(['ApiKey', 'Dataset', 'Model', 'Run', 'RunShard']);
     for (const { table, columns } of tables.values()) {
       const { rows } = await db.pool.query<{ column_name: string }>(
         `SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1`,
@@ -125,6 +125,10 @@ describe('schema.prisma agrees with the migrated database', () => {
     const run = await p.run.create({
       data: { id: randomUUID(), modelId: model.id, datasetId: dataset.id, tags: ['ci'], request: { a: 1 } },
     });
+    const shard = await p.runShard.create({
+      data: { runId: run.id, index: 0, start: 0, count: 3, partial: Buffer.from([1, 2, 3]) },
+    });
+    expect(shard.status).toBe('pending');
     const key = await p.apiKey.create({
       data: { id: randomUUID(), name: 'k', prefix: 'inv_abcd', hash: 'd'.repeat(64), scopes: ['read'] },
     });
@@ -158,6 +162,24 @@ describe('schema.prisma agrees with the migrated database', () => {
       },
     });
     await p.apiKey.update({ where: { id: key.id }, data: { revokedAt: now, lastUsedAt: now } });
+    await p.runShard.update({
+      where: { runId_index: { runId: run.id, index: 0 } },
+      data: {
+        status: 'done',
+        attempts: 1,
+        progress: 3,
+        workerId: 'w1',
+        heartbeatAt: now,
+        startedAt: now,
+        finishedAt: now,
+        durationMs: 5,
+        error: null,
+      },
+    });
+    const readShard = await p.runShard.findUniqueOrThrow({ where: { runId_index: { runId: run.id, index: 0 } } });
+    expect(Buffer.from(readShard.partial ?? []).equals(Buffer.from([1, 2, 3]))).toBe(true);
+    expect(readShard.status).toBe('done');
+    await p.run.update({ where: { id: run.id }, data: { timings: { totalMs: 1 } } });
     expect((await p.model.findUniqueOrThrow({ where: { id: model.id } })).tags).toEqual(['x', 'y', 'z']);
     const updated = await p.run.findUniqueOrThrow({ where: { id: run.id } });
     expect(updated).toMatchObject({ status: 'succeeded', progressDone: 3, verdictStatus: 'PASS' });
@@ -165,7 +187,8 @@ describe('schema.prisma agrees with the migrated database', () => {
 
     // A model or dataset referenced by a run cannot be deleted (ON DELETE RESTRICT).
     await expect(p.model.delete({ where: { id: model.id } })).rejects.toThrow();
-    await p.run.delete({ where: { id: run.id } });
+    await p.run.delete({ where: { id: run.id } }); // cascades to its shards
+    expect(await p.runShard.count()).toBe(0);
     await p.model.delete({ where: { id: model.id } });
     await p.dataset.delete({ where: { id: dataset.id } });
     await p.apiKey.delete({ where: { id: key.id } });
