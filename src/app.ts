@@ -3,6 +3,7 @@
 import multipart from '@fastify/multipart';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance } from 'fastify';
+import type PgBoss from 'pg-boss';
 import type { Config } from './config.js';
 import { authPlugin } from './http/auth.js';
 import { errorHandlerPlugin } from './http/errorHandler.js';
@@ -10,6 +11,8 @@ import { datasetRoutes } from './http/routes/datasets.js';
 import { healthRoutes } from './http/routes/health.js';
 import { modelRoutes } from './http/routes/models.js';
 import { openapiRoutes } from './http/routes/openapi.js';
+import { runRoutes } from './http/routes/runs.js';
+import { installValidators } from './http/validation.js';
 import { apiKeyRepository } from './store/apiKeys.js';
 import type { BlobStore } from './store/blobStore.js';
 import type { Database } from './store/database.js';
@@ -24,6 +27,8 @@ export interface AppDeps {
   config: Config;
   db: Database;
   blobs: BlobStore;
+  /** The job queue; the API enqueues run shards on it. */
+  queue: PgBoss;
 }
 
 export async function buildApp(
@@ -38,13 +43,13 @@ export async function buildApp(
     },
     requestIdHeader: false,
     bodyLimit: 1024 * 1024,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Every route as registered, for the contract test that checks openapi.yaml covers them all.
   const routeList: Array<{ method: string; url: string }> = [];
   app.addHook('onRoute', (r) => {
-    for (const method of Array.isArray(r.method) ? r.method : [r.method]) routeList.push({ method, url: r.url });
+    for (const method of Array.isArray(r.method) ? r.method : [r.method])
+      routeList.push({ method, url: r.url });
   });
   app.decorate('routeList', routeList);
 
@@ -52,6 +57,7 @@ export async function buildApp(
     reply.header('x-request-id', req.id);
   });
 
+  installValidators(app);
   await app.register(errorHandlerPlugin);
   await app.register(authPlugin, { keys: apiKeyRepository(deps.db.prisma) });
   await app.register(multipart, {
@@ -68,5 +74,6 @@ export async function buildApp(
   await app.register(openapiRoutes);
   await app.register(modelRoutes, deps);
   await app.register(datasetRoutes, deps);
+  await app.register(runRoutes, deps);
   return app;
 }

@@ -24,7 +24,13 @@ export interface Config {
     maxImagePixels: number;
     maxArchiveEntries: number;
     maxRunInferences: number;
+    maxRunPoints: number;
   };
+  /** Inferences per shard: one queue job, one persisted partial, progress at least this often. */
+  shardInferences: number;
+  /** Seconds without a heartbeat after which a running shard is given to another worker. */
+  shardStaleSeconds: number;
+  shardRetries: number;
   workers: number;
   ortThreads: number;
   ortEp: ExecutionProvider;
@@ -76,7 +82,11 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
       maxImagePixels: int(env, 'MAX_IMAGE_PIXELS', 4096 * 4096, 1),
       maxArchiveEntries: int(env, 'MAX_ARCHIVE_ENTRIES', 1_100_000, 1),
       maxRunInferences: int(env, 'MAX_RUN_INFERENCES', 50_000_000, 1),
+      maxRunPoints: int(env, 'MAX_RUN_POINTS', 100_000, 1),
     },
+    shardInferences: int(env, 'SHARD_INFERENCES', 8_000, 1),
+    shardStaleSeconds: int(env, 'SHARD_STALE_SECONDS', 15, 1),
+    shardRetries: int(env, 'SHARD_RETRIES', 2, 0),
     workers,
     ortThreads,
     ortEp: oneOf(env, 'ORT_EP', ['cpu', 'cuda'] as const, 'cpu'),

@@ -3,6 +3,8 @@
 import path from 'node:path';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
+import { startQueue } from './jobs/queue.js';
+import { startWorkers, type Workers } from './jobs/workers.js';
 import { ensureAdminKey } from './store/adminKey.js';
 import { apiKeyRepository } from './store/apiKeys.js';
 import { BlobStore } from './store/blobStore.js';
@@ -54,12 +56,22 @@ async function main() {
     log(`generated an admin API key (shown once; also saved to ${admin.file}):\n  ${admin.key}`);
   }
 
-  const app = await buildApp({ config, db, blobs });
-  await app.listen({ port: config.port, host: config.host });
-  const shownHost = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
-  log(
-    `invariance service listening on http://${shownHost}:${config.port} (docs: http://${shownHost}:${config.port}/docs)`,
-  );
+  const queue = await startQueue(databaseUrl, { retryLimit: config.shardRetries, retryDelaySeconds: 2 });
+  const app = await buildApp({ config, db, blobs, queue });
+  let workers: Workers | null = null;
+  if (config.role !== 'api') {
+    workers = await startWorkers(config, { db, blobs, queue, log: (obj, msg) => app.log.info(obj, msg) });
+    log(
+      `worker ${workers.workerId}: ${config.workers} engine thread(s) x ${config.ortThreads} ORT thread(s) on ${config.ortEp}`,
+    );
+  }
+  if (config.role !== 'worker') {
+    await app.listen({ port: config.port, host: config.host });
+    const shown = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+    log(
+      `invariance service listening on http://${shown}:${config.port} (docs: http://${shown}:${config.port}/docs)`,
+    );
+  }
 
   let closing = false;
   const shutdown = async (signal: string) => {
@@ -70,6 +82,8 @@ async function main() {
     force.unref();
     try {
       await app.close(); // stops accepting, waits for in-flight requests
+      await workers?.stop(); // in-flight shards go back to the queue
+      await queue.stop({ graceful: true, wait: true, close: true, timeout: 10_000 });
       await db.close();
       if (embedded) await embedded.stop();
       process.exit(0);

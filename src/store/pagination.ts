@@ -32,15 +32,22 @@ export function decodeCursor(cursor: string | undefined): CursorKey | null {
   throw new AppError(400, 'INVALID_CURSOR', 'the cursor is not one this service issued');
 }
 
-/** Prisma `where` fragment for "strictly after this cursor" in (createdAt desc, id desc) order. */
-export function afterCursor(key: CursorKey | null) {
+export type Direction = 'asc' | 'desc';
+
+/** Prisma `where` fragment for "strictly after this cursor" in (createdAt, id) order. */
+export function afterCursor(key: CursorKey | null, direction: Direction = 'desc') {
   if (!key) return {};
+  const beyond = direction === 'desc' ? 'lt' : 'gt';
   return {
-    OR: [{ createdAt: { lt: key.createdAt } }, { createdAt: key.createdAt, id: { lt: key.id } }],
+    OR: [{ createdAt: { [beyond]: key.createdAt } }, { createdAt: key.createdAt, id: { [beyond]: key.id } }],
   };
 }
 
 export const pageOrder = [{ createdAt: 'desc' as const }, { id: 'desc' as const }];
+
+export function pageOrderFor(direction: Direction) {
+  return [{ createdAt: direction }, { id: direction }];
+}
 
 /** Fetch limit+1 rows, return a page and the cursor of its last item if more exist. */
 export function toPage<T extends CursorKey, R>(rows: T[], limit: number, map: (row: T) => R) {

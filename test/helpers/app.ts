@@ -3,8 +3,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import type PgBoss from 'pg-boss';
 import { buildApp } from '../../src/app.js';
 import { type Config, loadConfig } from '../../src/config.js';
+import { startQueue } from '../../src/jobs/queue.js';
+import { startWorkers, type Workers } from '../../src/jobs/workers.js';
 import { apiKeyRepository } from '../../src/store/apiKeys.js';
 import { BlobStore } from '../../src/store/blobStore.js';
 import type { Database } from '../../src/store/database.js';
@@ -18,19 +21,29 @@ export interface TestApp {
   config: Config;
   dataDir: string;
   adminKey: string;
+  queue: PgBoss;
+  /** Present when created with { workers: true }. */
+  workers: Workers | null;
   /** Authorization header for the admin key. */
   auth: { authorization: string };
   close(): Promise<void>;
 }
 
-export async function createTestApp(overrides: Partial<Config> = {}): Promise<TestApp> {
+export async function createTestApp(
+  overrides: Partial<Config> = {},
+  opts: { workers?: boolean; env?: Record<string, string> } = {},
+): Promise<TestApp> {
   const { test, db } = await createMigratedDatabase();
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'invariance-test-data-'));
-  const config = loadConfig({ DATA_DIR: dataDir, LOG_LEVEL: 'silent' }, overrides);
+  const config = loadConfig({ DATA_DIR: dataDir, LOG_LEVEL: 'silent', ...opts.env }, overrides);
   const blobs = new BlobStore(dataDir);
   await blobs.init();
   const { key } = await apiKeyRepository(db.prisma).create('test-admin', ['admin']);
-  const app = await buildApp({ config, db, blobs }, { logger: false });
+  const queue = await startQueue(test.url, { retryLimit: config.shardRetries, retryDelaySeconds: 1 });
+  const workers = opts.workers
+    ? await startWorkers(config, { db, blobs, queue, log: () => undefined })
+    : null;
+  const app = await buildApp({ config, db, blobs, queue }, { logger: false });
   await app.ready();
   return {
     app,
@@ -40,9 +53,13 @@ export async function createTestApp(overrides: Partial<Config> = {}): Promise<Te
     config,
     dataDir,
     adminKey: key,
+    queue,
+    workers,
     auth: { authorization: `Bearer ${key}` },
     async close() {
       await app.close();
+      await workers?.stop();
+      await queue.stop({ graceful: false, wait: true, close: true });
       await db.close();
       await test.drop();
       await rm(dataDir, { recursive: true, force: true });

@@ -1,0 +1,225 @@
+// A run request, checked against the model and dataset it names and normalised into the spec
+// that is stored with the run and drives the engine. Everything knowable at submission is
+// checked here, so a run never fails later for a reason that was visible up front.
+import { expandSweep, SweepError, type TransformFamily, type TransformPoint } from './sweep.js';
+
+export type Metric = 'accuracy' | 'ekld' | 'nv';
+export type Aggregation = 'none' | 'mean';
+export type Dispersion = 'std' | 'variance';
+export type Layout = 'NCHW' | 'NHWC';
+
+export interface Preprocessing {
+  mean: number[];
+  std: number[];
+  layout: Layout;
+  outputIsProbability: boolean;
+}
+
+export interface RunRequest {
+  modelId: string;
+  datasetId: string;
+  name?: string;
+  tags?: string[];
+  transforms: TransformFamily[];
+  combine?: 'concat';
+  metrics?: Metric[];
+  nv?: {
+    layers?: 'all' | string[];
+    aggregation?: Aggregation[];
+    dispersion?: Dispersion;
+    perClass?: boolean;
+  };
+  preprocessing?: Partial<Preprocessing>;
+  limit?: number;
+  classSizes?: number[] | null;
+  resize?: boolean;
+}
+
+export interface ModelFacts {
+  inputs: Array<{ name: string; type: string; shape: Array<number | string | null> | null }>;
+  outputs: Array<{ name: string; type: string; shape: Array<number | string | null> | null }>;
+  layers: Array<{ name: string; opType: string; shape: Array<number | string | null> | null }>;
+  preprocessing: Preprocessing;
+}
+
+export interface DatasetFacts {
+  count: number;
+  width: number;
+  height: number;
+  channels: number;
+  classes: Array<{ index: number; name: string; count: number }>;
+}
+
+/** What the engine needs; stored as the run's `request` (with the client's fields kept). */
+export interface RunSpec {
+  modelId: string;
+  datasetId: string;
+  name: string | null;
+  tags: string[];
+  transforms: TransformFamily[];
+  combine: 'concat';
+  metrics: Metric[];
+  nv: { layers: string[]; aggregation: Aggregation[]; dispersion: Dispersion; perClass: boolean };
+  preprocessing: Preprocessing;
+  limit: number;
+  classSizes: number[] | null;
+  resize: boolean;
+  /** Resolved from the model. */
+  input: { name: string; height: number; width: number; channels: number; batch: number | null };
+  output: string;
+  /** Number of transform points (the clean image is extra). */
+  points: number;
+}
+
+export class RunSpecError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface RunLimits {
+  maxRunInferences: number;
+  maxPoints: number;
+}
+
+function imageDims(
+  shape: Array<number | string | null> | null,
+  layout: Layout,
+): { h: number | null; w: number | null; c: number | null; n: number | null } {
+  if (!shape || shape.length !== 4) return { h: null, w: null, c: null, n: null };
+  const num = (v: number | string | null) => (typeof v === 'number' && v > 0 ? v : null);
+  return layout === 'NCHW'
+    ? { n: num(shape[0]), c: num(shape[1]), h: num(shape[2]), w: num(shape[3]) }
+    : { n: num(shape[0]), h: num(shape[1]), w: num(shape[2]), c: num(shape[3]) };
+}
+
+export function buildRunSpec(
+  req: RunRequest,
+  model: ModelFacts,
+  dataset: DatasetFacts,
+  limits: RunLimits,
+): { spec: RunSpec; points: TransformPoint[] } {
+  let points: TransformPoint[];
+  try {
+    points = expandSweep(req.transforms, { maxPoints: limits.maxPoints });
+  } catch (err) {
+    if (err instanceof SweepError) throw new RunSpecError(err.code, err.message);
+    throw err;
+  }
+  if (points.length === 0) throw new RunSpecError('INVALID_SWEEP', 'the sweep has no transform points');
+
+  const metrics: Metric[] = [...new Set(req.metrics ?? ['accuracy', 'ekld', 'nv'])];
+  const pre: Preprocessing = { ...model.preprocessing, ...(req.preprocessing ?? {}) };
+  const input = model.inputs[0];
+  if (!input) throw new RunSpecError('UNSUPPORTED_MODEL', 'the model has no input');
+  const dims = imageDims(input.shape, pre.layout);
+  const channels = dims.c ?? dataset.channels;
+  if (channels !== dataset.channels) {
+    throw new RunSpecError(
+      'CHANNELS_MISMATCH',
+      `the model input ${input.name} takes ${channels} channel(s), the dataset has ${dataset.channels}`,
+    );
+  }
+  for (const [what, values] of [
+    ['mean', pre.mean],
+    ['std', pre.std],
+  ] as const) {
+    if (values.length !== channels) {
+      throw new RunSpecError(
+        'INVALID_PREPROCESSING',
+        `preprocessing.${what} has ${values.length} value(s), the input has ${channels} channel(s)`,
+      );
+    }
+    if (values.some((v) => !Number.isFinite(v) || (what === 'std' && v <= 0))) {
+      throw new RunSpecError(
+        'INVALID_PREPROCESSING',
+        `preprocessing.${what} must be finite${what === 'std' ? ' and > 0' : ''}`,
+      );
+    }
+  }
+  const height = dims.h ?? dataset.height;
+  const width = dims.w ?? dataset.width;
+  const resize = req.resize ?? false;
+  if ((height !== dataset.height || width !== dataset.width) && !resize) {
+    throw new RunSpecError(
+      'INPUT_SIZE_MISMATCH',
+      `the model takes ${width}x${height} images, the dataset has ${dataset.width}x${dataset.height}; ask for "resize": true to resize them`,
+    );
+  }
+
+  const output = model.outputs[0];
+  if (!output) throw new RunSpecError('UNSUPPORTED_MODEL', 'the model has no output');
+  const classes = dataset.classes.length;
+  const outClasses = output.shape?.[output.shape.length - 1];
+  if (typeof outClasses === 'number' && outClasses < classes) {
+    throw new RunSpecError(
+      'OUTPUT_CLASSES_MISMATCH',
+      `the model output ${output.name} has ${outClasses} classes, the dataset has ${classes}`,
+    );
+  }
+
+  const limit = Math.min(req.limit ?? dataset.count, dataset.count);
+  if (!Number.isSafeInteger(limit) || limit < 1)
+    throw new RunSpecError('INVALID_LIMIT', 'limit must be an integer >= 1');
+  const inferences = limit * (points.length + 1);
+  if (inferences > limits.maxRunInferences) {
+    throw new RunSpecError(
+      'RUN_TOO_LARGE',
+      `${limit} samples x ${points.length + 1} images each = ${inferences} inferences, above the limit of ${limits.maxRunInferences}`,
+    );
+  }
+
+  let layers: string[] = [];
+  if (metrics.includes('nv')) {
+    const known = new Map(model.layers.map((l) => [l.name, l]));
+    const asked = req.nv?.layers ?? 'all';
+    layers = asked === 'all' ? model.layers.map((l) => l.name) : [...new Set(asked)];
+    const unknown = layers.filter((l) => !known.has(l));
+    if (unknown.length) {
+      throw new RunSpecError(
+        'UNKNOWN_LAYER',
+        `unknown layer(s) ${unknown.map((u) => JSON.stringify(u)).join(', ')}; GET /v1/models/{id} lists the model's layers`,
+      );
+    }
+    if (layers.length === 0) throw new RunSpecError('UNKNOWN_LAYER', 'nv.layers is empty');
+    if (points.length < 2) {
+      throw new RunSpecError('INVALID_SWEEP', 'normalized variance needs at least 2 transform points');
+    }
+    if (limit < 2) throw new RunSpecError('INVALID_LIMIT', 'normalized variance needs at least 2 samples');
+  }
+
+  const classSizes = req.classSizes ?? null;
+  if (classSizes && classSizes.length !== classes) {
+    throw new RunSpecError(
+      'INVALID_CLASS_SIZES',
+      `classSizes has ${classSizes.length} entries, the dataset has ${classes} classes`,
+    );
+  }
+
+  const spec: RunSpec = {
+    modelId: req.modelId,
+    datasetId: req.datasetId,
+    name: req.name ?? null,
+    tags: [...new Set(req.tags ?? [])],
+    transforms: req.transforms,
+    combine: 'concat',
+    metrics,
+    nv: {
+      layers,
+      aggregation: [...new Set(req.nv?.aggregation ?? ['mean'])],
+      dispersion: req.nv?.dispersion ?? 'std',
+      perClass: req.nv?.perClass ?? false,
+    },
+    preprocessing: pre,
+    limit,
+    classSizes,
+    resize,
+    input: { name: input.name, height, width, channels, batch: dims.n },
+    output: output.name,
+    points: points.length,
+  };
+  return { spec, points };
+}

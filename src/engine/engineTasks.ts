@@ -1,0 +1,43 @@
+// Messages between the scheduler (main thread) and the engine threads.
+import type { RunSpec } from '../domain/runSpec.js';
+
+/** Int32 slots of the SharedArrayBuffer a shard task reports through. */
+export const CONTROL_DONE = 0; // inferences finished so far (written by the worker)
+export const CONTROL_STOP = 1; // 0 run on, 1 run canceled, 2 process shutting down (written by the scheduler)
+export const CONTROL_SLOTS = 2;
+
+export interface EvaluateShardTask {
+  kind: 'evaluate';
+  modelPath: string;
+  modelSha256: string;
+  datasetPath: string;
+  spec: RunSpec;
+  start: number;
+  count: number;
+  control: SharedArrayBuffer;
+}
+
+export interface EvaluateShardResult {
+  /** Serialized mergeable partial statistics, or null when stopped early. */
+  partial: Uint8Array | null;
+  stopped: boolean;
+  inferences: number;
+  timings: { readMs: number; transformMs: number; inferenceMs: number; accumulateMs: number };
+}
+
+export interface FinalizeRunTask {
+  kind: 'finalize';
+  spec: RunSpec;
+  partials: Uint8Array[];
+  classNames: string[];
+}
+
+export interface FinalizeRunResult {
+  results: Record<string, unknown>;
+  summary: Record<string, unknown>;
+}
+
+export type EngineTask = EvaluateShardTask | FinalizeRunTask;
+export type EngineTaskResult<T extends EngineTask> = T extends EvaluateShardTask
+  ? EvaluateShardResult
+  : FinalizeRunResult;

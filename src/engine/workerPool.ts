@@ -1,0 +1,46 @@
+// The worker-thread pool (piscina). Every inference, transform and merge of a run happens in
+// these threads; the main thread only schedules. Each thread keeps its ONNX Runtime sessions
+// (loaded once per model) between tasks.
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import type { EngineTask, EngineTaskResult } from './engineTasks.js';
+
+export interface EnginePoolOptions {
+  workers: number;
+  ortThreads: number;
+  executionProvider: 'cpu' | 'cuda';
+}
+
+export interface EnginePool {
+  run<T extends EngineTask>(task: T, transferList?: ArrayBuffer[]): Promise<EngineTaskResult<T>>;
+  readonly size: number;
+  destroy(): Promise<void>;
+}
+
+function workerFile(): { filename: string; execArgv: string[] } {
+  const here = fileURLToPath(import.meta.url);
+  if (here.endsWith('.ts')) {
+    // Running from source (tests, `npm run dev`): let the thread load TypeScript through tsx.
+    return { filename: here.replace(/workerPool\.ts$/, 'engineWorker.ts'), execArgv: ['--import', 'tsx'] };
+  }
+  return { filename: here.replace(/workerPool\.js$/, 'engineWorker.js'), execArgv: [] };
+}
+
+export function createEnginePool(opts: EnginePoolOptions): EnginePool {
+  const { filename, execArgv } = workerFile();
+  const piscina = new Piscina({
+    filename,
+    execArgv,
+    minThreads: opts.workers,
+    maxThreads: opts.workers,
+    // One task per thread at a time: a task saturates its ORT threads.
+    concurrentTasksPerWorker: 1,
+    idleTimeout: Number.POSITIVE_INFINITY,
+    workerData: { ortThreads: opts.ortThreads, executionProvider: opts.executionProvider },
+  });
+  return {
+    size: opts.workers,
+    run: (task, transferList) => piscina.run(task, { transferList }),
+    destroy: () => piscina.destroy(),
+  };
+}

@@ -1,0 +1,136 @@
+import { type Static, Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import type { AppDeps } from '../../app.js';
+import type { RunRequest } from '../../domain/runSpec.js';
+import { cancelRun, getResults, getRun, submitRun } from '../../services/runs.js';
+import { decodeCursor } from '../../store/pagination.js';
+import { RUN_STATUSES, runRepository } from '../../store/runRepository.js';
+
+const Name = Type.String({ minLength: 1, maxLength: 200 });
+const Tag = Type.String({ minLength: 1, maxLength: 64, pattern: '^[^,\\s][^,]*$' });
+const Num = Type.Number();
+
+// Transform families are checked in depth by the domain (src/domain/sweep.ts), which can name
+// the family and the problem; here only their outer shape.
+const Family = Type.Object(
+  { type: Type.String({ minLength: 1, maxLength: 40 }) },
+  { additionalProperties: true },
+);
+
+export const RunRequestSchema = Type.Object(
+  {
+    modelId: Type.String({ minLength: 1, maxLength: 100 }),
+    datasetId: Type.String({ minLength: 1, maxLength: 100 }),
+    name: Type.Optional(Name),
+    tags: Type.Optional(Type.Array(Tag, { maxItems: 32 })),
+    transforms: Type.Array(Family, { minItems: 1, maxItems: 64 }),
+    combine: Type.Optional(Type.Literal('concat')),
+    metrics: Type.Optional(
+      Type.Array(Type.Union([Type.Literal('accuracy'), Type.Literal('ekld'), Type.Literal('nv')]), {
+        minItems: 1,
+        maxItems: 3,
+      }),
+    ),
+    nv: Type.Optional(
+      Type.Object(
+        {
+          layers: Type.Optional(
+            Type.Union([
+              Type.Literal('all'),
+              Type.Array(Type.String({ maxLength: 1000 }), { maxItems: 10_000 }),
+            ]),
+          ),
+          aggregation: Type.Optional(
+            Type.Array(Type.Union([Type.Literal('none'), Type.Literal('mean')]), {
+              minItems: 1,
+              maxItems: 2,
+            }),
+          ),
+          dispersion: Type.Optional(Type.Union([Type.Literal('std'), Type.Literal('variance')])),
+          perClass: Type.Optional(Type.Boolean()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    preprocessing: Type.Optional(
+      Type.Object(
+        {
+          mean: Type.Optional(Type.Array(Num, { minItems: 1, maxItems: 16 })),
+          std: Type.Optional(Type.Array(Num, { minItems: 1, maxItems: 16 })),
+          layout: Type.Optional(Type.Union([Type.Literal('NCHW'), Type.Literal('NHWC')])),
+          outputIsProbability: Type.Optional(Type.Boolean()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_147_483_647 })),
+    classSizes: Type.Optional(
+      Type.Union([Type.Null(), Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 65_536 })]),
+    ),
+    resize: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+const IdParams = Type.Object({ id: Type.String({ maxLength: 100 }) });
+const ListQuery = Type.Object(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+    cursor: Type.Optional(Type.String({ maxLength: 200 })),
+    modelId: Type.Optional(Type.String({ format: 'uuid' })),
+    datasetId: Type.Optional(Type.String({ format: 'uuid' })),
+    status: Type.Optional(Type.Union(RUN_STATUSES.map((s) => Type.Literal(s)))),
+    tag: Type.Optional(Type.String({ maxLength: 64 })),
+    createdAfter: Type.Optional(Type.String({ format: 'date-time' })),
+    createdBefore: Type.Optional(Type.String({ format: 'date-time' })),
+    sort: Type.Union([Type.Literal('-createdAt'), Type.Literal('createdAt')], { default: '-createdAt' }),
+  },
+  { additionalProperties: false },
+);
+
+export async function runRoutes(app: FastifyInstance, deps: AppDeps) {
+  const runs = runRepository(deps.db.prisma);
+  const service = {
+    pool: deps.db.pool,
+    boss: deps.queue,
+    runs,
+    limits: {
+      maxRunInferences: deps.config.limits.maxRunInferences,
+      maxPoints: deps.config.limits.maxRunPoints,
+    },
+    shardInferences: deps.config.shardInferences,
+    minShards: deps.config.workers,
+  };
+
+  app.post('/v1/runs', { schema: { body: RunRequestSchema } }, async (req, reply) => {
+    const run = await submitRun(service, req.body as Static<typeof RunRequestSchema> as RunRequest);
+    return reply.status(202).header('location', `/v1/runs/${run.id}`).send(run);
+  });
+
+  app.get('/v1/runs', { schema: { querystring: ListQuery } }, async (req) => {
+    const q = req.query as Static<typeof ListQuery>;
+    return runs.list(
+      { limit: q.limit, cursor: decodeCursor(q.cursor), direction: q.sort === 'createdAt' ? 'asc' : 'desc' },
+      {
+        modelId: q.modelId,
+        datasetId: q.datasetId,
+        status: q.status,
+        tag: q.tag,
+        createdAfter: q.createdAfter ? new Date(q.createdAfter) : undefined,
+        createdBefore: q.createdBefore ? new Date(q.createdBefore) : undefined,
+      },
+    );
+  });
+
+  app.get('/v1/runs/:id', { schema: { params: IdParams } }, async (req) =>
+    getRun(runs, (req.params as Static<typeof IdParams>).id),
+  );
+
+  app.get('/v1/runs/:id/results', { schema: { params: IdParams } }, async (req) =>
+    getResults(runs, (req.params as Static<typeof IdParams>).id),
+  );
+
+  app.post('/v1/runs/:id/cancel', { schema: { params: IdParams } }, async (req) =>
+    cancelRun(runs, (req.params as Static<typeof IdParams>).id),
+  );
+}

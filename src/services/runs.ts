@@ -1,0 +1,139 @@
+// Use-cases for runs. Submission validates everything against the model and dataset, then
+// writes the run, its shards and their queue jobs in one transaction: either all exist or none.
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import type PgBoss from 'pg-boss';
+import {
+  buildRunSpec,
+  type DatasetFacts,
+  type ModelFacts,
+  type RunRequest,
+  RunSpecError,
+} from '../domain/runSpec.js';
+import { AppError, notFound } from '../http/problem.js';
+import { onClient, shardJob } from '../jobs/queue.js';
+import type { RunRepository, RunView } from '../store/runRepository.js';
+
+export interface RunServiceDeps {
+  pool: pg.Pool;
+  boss: PgBoss;
+  runs: RunRepository;
+  limits: { maxRunInferences: number; maxPoints: number };
+  /** Inferences per shard (a shard is one queue job and one persisted partial). */
+  shardInferences: number;
+  /** Split at least this many ways so every engine thread gets work. */
+  minShards: number;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function planShards(
+  samples: number,
+  imagesPerSample: number,
+  shardInferences: number,
+  minShards: number,
+) {
+  const byWork = Math.ceil((samples * imagesPerSample) / Math.max(1, shardInferences));
+  const count = Math.min(samples, Math.max(1, byWork, minShards));
+  const size = Math.ceil(samples / count);
+  const shards: Array<{ index: number; start: number; count: number }> = [];
+  for (let start = 0, index = 0; start < samples; start += size, index++) {
+    shards.push({ index, start, count: Math.min(size, samples - start) });
+  }
+  return shards;
+}
+
+export async function submitRun(deps: RunServiceDeps, req: RunRequest): Promise<RunView> {
+  const { pool } = deps;
+  const [model, dataset] = await Promise.all([
+    UUID.test(req.modelId)
+      ? pool.query('SELECT inputs, outputs, layers, preprocessing FROM models WHERE id = $1', [req.modelId])
+      : null,
+    UUID.test(req.datasetId)
+      ? pool.query('SELECT count, width, height, channels, classes FROM datasets WHERE id = $1', [
+          req.datasetId,
+        ])
+      : null,
+  ]);
+  if (!model?.rows[0]) throw new AppError(422, 'MODEL_NOT_FOUND', `model ${req.modelId} does not exist`);
+  if (!dataset?.rows[0])
+    throw new AppError(422, 'DATASET_NOT_FOUND', `dataset ${req.datasetId} does not exist`);
+
+  let built: ReturnType<typeof buildRunSpec>;
+  try {
+    built = buildRunSpec(req, model.rows[0] as ModelFacts, dataset.rows[0] as DatasetFacts, deps.limits);
+  } catch (err) {
+    if (err instanceof RunSpecError) throw new AppError(422, err.code, err.message);
+    throw err;
+  }
+  const { spec } = built;
+  const imagesPerSample = spec.points + 1;
+  const shards = planShards(spec.limit, imagesPerSample, deps.shardInferences, deps.minShards);
+  const id = randomUUID();
+
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(
+      `INSERT INTO runs (id, model_id, dataset_id, name, tags, status, request, progress_total)
+       VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)`,
+      [
+        id,
+        spec.modelId,
+        spec.datasetId,
+        spec.name,
+        spec.tags,
+        JSON.stringify(spec),
+        spec.limit * imagesPerSample,
+      ],
+    );
+    await client.query(
+      `INSERT INTO run_shards (run_id, index, start, count)
+       SELECT $1, * FROM unnest($2::int[], $3::int[], $4::int[])`,
+      [id, shards.map((s) => s.index), shards.map((s) => s.start), shards.map((s) => s.count)],
+    );
+    await deps.boss.insert(
+      shards.map((s) => shardJob(id, s.index, 0)),
+      onClient(client),
+    );
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+  const view = await deps.runs.findById(id);
+  if (!view) throw new Error('run vanished after insert');
+  return view;
+}
+
+export async function getRun(runs: RunRepository, id: string): Promise<RunView> {
+  const run = UUID.test(id) ? await runs.findById(id) : null;
+  if (!run) throw notFound('run', id);
+  return run;
+}
+
+export async function getResults(runs: RunRepository, id: string): Promise<unknown> {
+  const row = UUID.test(id) ? await runs.results(id) : null;
+  if (!row) throw notFound('run', id);
+  if (row.status !== 'succeeded') {
+    throw new AppError(
+      409,
+      'RUN_NOT_FINISHED',
+      `run ${id} is ${row.status}; results exist once it has succeeded`,
+      {
+        runStatus: row.status,
+      },
+    );
+  }
+  return row.results;
+}
+
+export async function cancelRun(runs: RunRepository, id: string): Promise<RunView> {
+  const run = await getRun(runs, id);
+  if (!(await runs.cancel(id))) {
+    throw new AppError(409, 'RUN_FINISHED', `run ${id} is already ${run.status}`, { runStatus: run.status });
+  }
+  return getRun(runs, id);
+}
