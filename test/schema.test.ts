@@ -137,7 +137,10 @@ describe('schema.prisma agrees with the migrated database', () => {
     expect((await p.dataset.findUniqueOrThrow({ where: { sha256: 'b'.repeat(64) } })).classes).toEqual([
       { index: 0, name: '0', count: 3 },
     ]);
-    const readRun = await p.run.findUniqueOrThrow({ where: { id: run.id }, include: { model: true, dataset: true } });
+    const readRun = await p.run.findUniqueOrThrow({
+      where: { id: run.id },
+      include: { model: true, dataset: true },
+    });
     expect(readRun.status).toBe('queued');
     expect(readRun.progressDone).toBe(0);
     expect(readRun.model.name).toBe('m');
@@ -176,7 +179,9 @@ describe('schema.prisma agrees with the migrated database', () => {
         error: null,
       },
     });
-    const readShard = await p.runShard.findUniqueOrThrow({ where: { runId_index: { runId: run.id, index: 0 } } });
+    const readShard = await p.runShard.findUniqueOrThrow({
+      where: { runId_index: { runId: run.id, index: 0 } },
+    });
     expect(Buffer.from(readShard.partial ?? []).equals(Buffer.from([1, 2, 3]))).toBe(true);
     expect(readShard.status).toBe('done');
     await p.run.update({ where: { id: run.id }, data: { timings: { totalMs: 1 } } });

@@ -111,7 +111,8 @@ export function buildRunSpec(
   }
   if (points.length === 0) throw new RunSpecError('INVALID_SWEEP', 'the sweep has no transform points');
 
-  const metrics: Metric[] = [...new Set(req.metrics ?? ['accuracy', 'ekld', 'nv'])];
+  const allMetrics: Metric[] = ['accuracy', 'ekld', 'nv'];
+  const metrics: Metric[] = [...new Set(req.metrics ?? allMetrics)];
   const pre: Preprocessing = { ...model.preprocessing, ...(req.preprocessing ?? {}) };
   const input = model.inputs[0];
   if (!input) throw new RunSpecError('UNSUPPORTED_MODEL', 'the model has no input');
@@ -209,7 +210,7 @@ export function buildRunSpec(
     metrics,
     nv: {
       layers,
-      aggregation: [...new Set(req.nv?.aggregation ?? ['mean'])],
+      aggregation: [...new Set<Aggregation>(req.nv?.aggregation ?? ['mean'])],
       dispersion: req.nv?.dispersion ?? 'std',
       perClass: req.nv?.perClass ?? false,
     },

@@ -47,7 +47,9 @@ export function expectMatchesSpec(method: string, path: string, res: LightMyRequ
   const response = resolve(declared);
   const content = response.content as Json | undefined;
   if (!content || res.statusCode === 204) return;
-  const type = String(res.headers['content-type'] ?? '').split(';')[0].trim();
+  const type = String(res.headers['content-type'] ?? '')
+    .split(';')[0]
+    .trim();
   const media = content[type] as Json | undefined;
   expect(media, `${method} ${path} ${res.statusCode} does not declare ${type}`).toBeDefined();
   const schema = media?.schema;
