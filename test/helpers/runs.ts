@@ -1,0 +1,96 @@
+// Uploading the fixtures and driving runs to completion through the real API.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { expect } from 'vitest';
+import type { TestApp } from './app.js';
+import { multipartBody } from './multipart.js';
+
+export const FIXTURES = path.resolve(import.meta.dirname, '..', 'fixtures');
+export const FMNIST_CLASSES = [
+  'T-shirt/top',
+  'Trouser',
+  'Pullover',
+  'Dress',
+  'Coat',
+  'Sandal',
+  'Shirt',
+  'Sneaker',
+  'Bag',
+  'Ankle boot',
+];
+
+export async function uploadModel(t: TestApp, file: string, fields: Record<string, string> = {}) {
+  const body = multipartBody([
+    ...Object.entries(fields).map(([name, data]) => ({ name, data })),
+    {
+      name: 'file',
+      filename: path.basename(file),
+      data: await readFile(path.isAbsolute(file) ? file : path.join(FIXTURES, file)),
+    },
+  ]);
+  const res = await t.app.inject({
+    method: 'POST',
+    url: '/v1/models',
+    headers: { ...t.auth, ...body.headers },
+    payload: body.payload,
+  });
+  expect(res.statusCode, res.body).toBeLessThan(300);
+  return res.json() as { id: string; layers: Array<{ name: string }> };
+}
+
+export async function uploadFmnist(t: TestApp) {
+  const body = multipartBody([
+    { name: 'name', data: 'fmnist-test-1k' },
+    { name: 'classNames', data: JSON.stringify(FMNIST_CLASSES) },
+    {
+      name: 'images',
+      filename: 'images.gz',
+      data: await readFile(path.join(FIXTURES, 'fmnist-test-1k-images-idx3-ubyte.gz')),
+    },
+    {
+      name: 'labels',
+      filename: 'labels.gz',
+      data: await readFile(path.join(FIXTURES, 'fmnist-test-1k-labels-idx1-ubyte.gz')),
+    },
+  ]);
+  const res = await t.app.inject({
+    method: 'POST',
+    url: '/v1/datasets',
+    headers: { ...t.auth, ...body.headers },
+    payload: body.payload,
+  });
+  expect(res.statusCode, res.body).toBeLessThan(300);
+  return res.json() as { id: string };
+}
+
+export const FMNIST_PREPROCESSING = { mean: [0.286], std: [0.353] };
+
+export async function submitRun(t: TestApp, request: Record<string, unknown>) {
+  const res = await t.app.inject({ method: 'POST', url: '/v1/runs', headers: t.auth, payload: request });
+  expect(res.statusCode, res.body).toBe(202);
+  return res.json() as { id: string; status: string };
+}
+
+export interface RunState {
+  id: string;
+  status: string;
+  progress: { done: number; total: number };
+  error: { message: string } | null;
+}
+
+export async function waitForRun(t: TestApp, id: string, timeoutMs = 120_000): Promise<RunState> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await t.app.inject({ method: 'GET', url: `/v1/runs/${id}`, headers: t.auth });
+    const run = res.json() as RunState;
+    if (['succeeded', 'failed', 'canceled'].includes(run.status)) return run;
+    if (Date.now() > deadline) throw new Error(`run ${id} still ${run.status} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function getResults<T = Record<string, unknown>>(t: TestApp, id: string): Promise<T> {
+  const res = await t.app.inject({ method: 'GET', url: `/v1/runs/${id}/results`, headers: t.auth });
+  expect(res.statusCode, res.body).toBe(200);
+  return res.json() as T;
+}
