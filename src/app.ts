@@ -2,11 +2,12 @@
 // app.inject against a real database.
 import multipart from '@fastify/multipart';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type PgBoss from 'pg-boss';
 import type { Config } from './config.js';
 import { authPlugin } from './http/auth.js';
 import { errorHandlerPlugin } from './http/errorHandler.js';
+import { problem } from './http/problem.js';
 import { datasetRoutes } from './http/routes/datasets.js';
 import { healthRoutes } from './http/routes/health.js';
 import { modelRoutes } from './http/routes/models.js';
@@ -42,6 +43,15 @@ export async function buildApp(
       return typeof given === 'string' && /^[\w.-]{1,100}$/.test(given) ? given : crypto.randomUUID();
     },
     requestIdHeader: false,
+    // Errors Fastify raises before routing (bad URL encoding, over-long params) are problems too.
+    frameworkErrors: (err, _req, reply) => {
+      const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400;
+      const code = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'URI_TOO_LONG' : 'BAD_URL';
+      (reply as FastifyReply)
+        .status(status)
+        .type('application/problem+json')
+        .send(problem(status, code, err.message));
+    },
     bodyLimit: 1024 * 1024,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -58,6 +68,9 @@ export async function buildApp(
   });
 
   installValidators(app);
+  // The API takes JSON and multipart only; Fastify's default text/plain parser would turn a text
+  // body into a confusing validation error instead of a 415.
+  app.removeContentTypeParser('text/plain');
   await app.register(errorHandlerPlugin);
   await app.register(authPlugin, { keys: apiKeyRepository(deps.db.prisma) });
   await app.register(multipart, {

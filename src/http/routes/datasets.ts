@@ -7,6 +7,7 @@ import type { AppDeps } from '../../app.js';
 import { DatasetService, type DatasetUpload, type UploadedPart } from '../../services/datasets.js';
 import { BlobTooLargeError } from '../../store/blobStore.js';
 import type { DatasetRecord } from '../../store/datasetRepository.js';
+import { multipartError } from '../multipart.js';
 import { AppError } from '../problem.js';
 
 const ClassSchema = Type.Object({
@@ -150,21 +151,8 @@ async function receiveUpload(req: FastifyRequest, deps: AppDeps): Promise<Datase
     return upload;
   } catch (err) {
     await Promise.all(written.map((p) => rm(p.path, { force: true })));
-    throw asMultipartError(err);
+    throw multipartError(err);
   }
-}
-
-/**
- * Busboy reports a malformed body (e.g. "Unexpected end of multipart data") as a plain Error;
- * that is the client's fault (400). Errors with an HTTP status, AppErrors and system errors
- * (ENOSPC...) are passed through.
- */
-function asMultipartError(err: unknown): unknown {
-  if (!(err instanceof Error) || err instanceof AppError) return err;
-  const { code, statusCode } = err as Error & { code?: unknown; statusCode?: unknown };
-  if (typeof statusCode === 'number') return err;
-  if (typeof code === 'string' && /^E[A-Z]/.test(code)) return err;
-  return new AppError(400, 'INVALID_MULTIPART', `malformed multipart body: ${err.message}`);
 }
 
 export async function datasetRoutes(app: FastifyInstance, deps: AppDeps) {

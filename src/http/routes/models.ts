@@ -12,6 +12,7 @@ import {
   type UploadPart,
 } from '../../services/models.js';
 import { type ModelRecord, modelRepository } from '../../store/modelRepository.js';
+import { multipartError } from '../multipart.js';
 import { AppError } from '../problem.js';
 
 /** The JSON form of a model (openapi.yaml: Model). */
@@ -54,14 +55,14 @@ async function* uploadParts(req: FastifyRequest): AsyncGenerator<UploadPart> {
   try {
     iterator = req.parts();
   } catch (err) {
-    throw malformed(err);
+    throw multipartError(err);
   }
   while (true) {
     let next: IteratorResult<Multipart>;
     try {
       next = await iterator.next();
     } catch (err) {
-      throw malformed(err);
+      throw multipartError(err);
     }
     if (next.done) return;
     const part = next.value;
@@ -69,17 +70,6 @@ async function* uploadParts(req: FastifyRequest): AsyncGenerator<UploadPart> {
       ? { type: 'file', fieldname: part.fieldname, filename: part.filename, stream: part.file }
       : { type: 'field', fieldname: part.fieldname, value: part.value, truncated: part.valueTruncated };
   }
-}
-
-/** Errors from the multipart parser: ours to map when they carry no status of their own. */
-function malformed(err: unknown): unknown {
-  if (err instanceof AppError) return err;
-  const e = err as { code?: string; statusCode?: number; message?: string };
-  if (e.code === 'FST_INVALID_JSON_FIELD_ERROR') {
-    return new AppError(400, 'VALIDATION_FAILED', 'a field declared as application/json is not valid JSON');
-  }
-  if (e.statusCode) return err;
-  return new AppError(400, 'VALIDATION_FAILED', `malformed multipart body: ${e.message ?? String(err)}`);
 }
 
 export async function modelRoutes(app: FastifyInstance, deps: AppDeps) {
