@@ -1,5 +1,5 @@
 -- AlterTable
-ALTER TABLE "runs" ADD COLUMN     "timings" JSONB;
+ALTER TABLE "runs" ADD COLUMN     "timings" JSON;
 
 -- CreateTable
 CREATE TABLE "run_shards" (
