@@ -8,6 +8,7 @@ import type { Config } from './config.js';
 import { authPlugin } from './http/auth.js';
 import { errorHandlerPlugin } from './http/errorHandler.js';
 import { problem } from './http/problem.js';
+import { apiKeyRoutes } from './http/routes/apiKeys.js';
 import { datasetRoutes } from './http/routes/datasets.js';
 import { healthRoutes } from './http/routes/health.js';
 import { modelRoutes } from './http/routes/models.js';
@@ -88,5 +89,6 @@ export async function buildApp(
   await app.register(modelRoutes, deps);
   await app.register(datasetRoutes, deps);
   await app.register(runRoutes, deps);
+  await app.register(apiKeyRoutes, deps);
   return app;
 }
