@@ -14,6 +14,7 @@ import { healthRoutes } from './http/routes/health.js';
 import { modelRoutes } from './http/routes/models.js';
 import { openapiRoutes } from './http/routes/openapi.js';
 import { runRoutes } from './http/routes/runs.js';
+import { webhookRoutes } from './http/routes/webhooks.js';
 import { installValidators } from './http/validation.js';
 import { apiKeyRepository } from './store/apiKeys.js';
 import type { BlobStore } from './store/blobStore.js';
@@ -90,5 +91,6 @@ export async function buildApp(
   await app.register(datasetRoutes, deps);
   await app.register(runRoutes, deps);
   await app.register(apiKeyRoutes, deps);
+  await app.register(webhookRoutes, deps);
   return app;
 }

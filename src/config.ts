@@ -31,6 +31,7 @@ export interface Config {
   /** Seconds without a heartbeat after which a running shard is given to another worker. */
   shardStaleSeconds: number;
   shardRetries: number;
+  webhooks: { retryLimit: number; retryDelaySeconds: number; timeoutMs: number; pollMs: number };
   workers: number;
   ortThreads: number;
   ortEp: ExecutionProvider;
@@ -87,6 +88,12 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     shardInferences: int(env, 'SHARD_INFERENCES', 8_000, 1),
     shardStaleSeconds: int(env, 'SHARD_STALE_SECONDS', 15, 1),
     shardRetries: int(env, 'SHARD_RETRIES', 2, 0),
+    webhooks: {
+      retryLimit: int(env, 'WEBHOOK_RETRIES', 8, 0),
+      retryDelaySeconds: int(env, 'WEBHOOK_RETRY_DELAY_SECONDS', 5, 1),
+      timeoutMs: int(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 100),
+      pollMs: int(env, 'WEBHOOK_POLL_MS', 1000, 50),
+    },
     workers,
     ortThreads,
     ortEp: oneOf(env, 'ORT_EP', ['cpu', 'cuda'] as const, 'cpu'),

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { startQueue } from './jobs/queue.js';
+import { startWebhooks, type WebhookRuntime } from './jobs/webhooks.js';
 import { startWorkers, type Workers } from './jobs/workers.js';
 import { ensureAdminKey } from './store/adminKey.js';
 import { apiKeyRepository } from './store/apiKeys.js';
@@ -59,7 +60,9 @@ async function main() {
   const queue = await startQueue(databaseUrl, { retryLimit: config.shardRetries, retryDelaySeconds: 2 });
   const app = await buildApp({ config, db, blobs, queue });
   let workers: Workers | null = null;
+  let webhooks: WebhookRuntime | null = null;
   if (config.role !== 'api') {
+    webhooks = await startWebhooks(db.pool, queue, config.webhooks);
     workers = await startWorkers(config, { db, blobs, queue, log: (obj, msg) => app.log.info(obj, msg) });
     log(
       `worker ${workers.workerId}: ${config.workers} engine thread(s) x ${config.ortThreads} ORT thread(s) on ${config.ortEp}`,
@@ -82,6 +85,7 @@ async function main() {
     force.unref();
     try {
       await app.close(); // stops accepting, waits for in-flight requests
+      await webhooks?.stop();
       await workers?.stop(); // in-flight shards go back to the queue
       await queue.stop({ graceful: true, wait: true, close: true, timeout: 10_000 });
       await db.close();

@@ -79,7 +79,7 @@ async function schemaTables(): Promise<Map<string, { table: string; columns: str
 describe('schema.prisma agrees with the migrated database', () => {
   it('has exactly the tables and columns that schema.prisma declares', async () => {
     const tables = await schemaTables();
-    expect([...tables.keys()].sort()).toEqual(['ApiKey', 'Dataset', 'Model', 'Run', 'RunShard']);
+    expect([...tables.keys()].sort()).toEqual(['ApiKey', 'Dataset', 'Model', 'Run', 'RunShard', 'Webhook', 'WebhookDelivery', 'WebhookEvent']);
     for (const { table, columns } of tables.values()) {
       const { rows } = await db.pool.query<{ column_name: string }>(
         `SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1`,
@@ -176,6 +176,7 @@ describe('schema.prisma agrees with the migrated database', () => {
         startedAt: now,
         finishedAt: now,
         durationMs: 5,
+        timings: { threadId: 1, inferenceMs: 4 },
         error: null,
       },
     });
@@ -184,6 +185,7 @@ describe('schema.prisma agrees with the migrated database', () => {
     });
     expect(Buffer.from(readShard.partial ?? []).equals(Buffer.from([1, 2, 3]))).toBe(true);
     expect(readShard.status).toBe('done');
+    expect(readShard.timings).toEqual({ threadId: 1, inferenceMs: 4 });
     await p.run.update({ where: { id: run.id }, data: { timings: { totalMs: 1 } } });
     expect((await p.model.findUniqueOrThrow({ where: { id: model.id } })).tags).toEqual(['x', 'y', 'z']);
     const updated = await p.run.findUniqueOrThrow({ where: { id: run.id } });
@@ -192,6 +194,35 @@ describe('schema.prisma agrees with the migrated database', () => {
 
     // A model or dataset referenced by a run cannot be deleted (ON DELETE RESTRICT).
     await expect(p.model.delete({ where: { id: model.id } })).rejects.toThrow();
+    // Webhooks: the outbox trigger recorded the run's transition to succeeded.
+    const events = await p.webhookEvent.findMany({ where: { runId: run.id } });
+    expect(events.map((e) => e.type)).toEqual(['run.succeeded']);
+    await p.webhookEvent.update({ where: { id: events[0].id }, data: { dispatchedAt: now } });
+    const hook = await p.webhook.create({
+      data: { id: randomUUID(), url: 'http://127.0.0.1/x', secret: 'secret-1', events: ['run.succeeded'] },
+    });
+    const delivery = await p.webhookDelivery.create({
+      data: { id: randomUUID(), webhookId: hook.id, eventId: events[0].id, event: 'run.succeeded', body: '{}' },
+    });
+    await p.webhookDelivery.update({
+      where: { id: delivery.id },
+      data: {
+        status: 'succeeded',
+        attempts: 1,
+        lastStatusCode: 204,
+        lastError: null,
+        lastDurationMs: 3,
+        updatedAt: now,
+        deliveredAt: now,
+      },
+    });
+    await p.webhook.update({ where: { id: hook.id }, data: { deletedAt: now } });
+    expect((await p.webhookDelivery.findUniqueOrThrow({ where: { id: delivery.id } })).status).toBe('succeeded');
+    await p.webhook.delete({ where: { id: hook.id } }); // cascades to its deliveries
+    expect(await p.webhookDelivery.count()).toBe(0);
+    await p.webhookEvent.deleteMany({ where: { runId: run.id } });
+    expect(await p.webhookEvent.count()).toBe(0);
+
     await p.run.delete({ where: { id: run.id } }); // cascades to its shards
     expect(await p.runShard.count()).toBe(0);
     await p.model.delete({ where: { id: model.id } });

@@ -7,6 +7,7 @@ import type PgBoss from 'pg-boss';
 import { buildApp } from '../../src/app.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import { startQueue } from '../../src/jobs/queue.js';
+import { startWebhooks } from '../../src/jobs/webhooks.js';
 import { startWorkers, type Workers } from '../../src/jobs/workers.js';
 import { apiKeyRepository } from '../../src/store/apiKeys.js';
 import { BlobStore } from '../../src/store/blobStore.js';
@@ -31,7 +32,7 @@ export interface TestApp {
 
 export async function createTestApp(
   overrides: Partial<Config> = {},
-  opts: { workers?: boolean; env?: Record<string, string> } = {},
+  opts: { workers?: boolean; webhooks?: boolean; env?: Record<string, string> } = {},
 ): Promise<TestApp> {
   const { test, db } = await createMigratedDatabase();
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'invariance-test-data-'));
@@ -43,6 +44,7 @@ export async function createTestApp(
   const workers = opts.workers
     ? await startWorkers(config, { db, blobs, queue, log: () => undefined })
     : null;
+  const webhooks = opts.webhooks ? await startWebhooks(db.pool, queue, config.webhooks) : null;
   const app = await buildApp({ config, db, blobs, queue }, { logger: false });
   await app.ready();
   return {
@@ -58,6 +60,7 @@ export async function createTestApp(
     auth: { authorization: `Bearer ${key}` },
     async close() {
       await app.close();
+      await webhooks?.stop();
       await workers?.stop();
       await queue.stop({ graceful: false, wait: true, close: true });
       await db.close();

@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "run_shards" ADD COLUMN     "timings" JSONB;
