@@ -99,6 +99,13 @@ export async function submitRun(deps: RunServiceDeps, req: RunRequest): Promise<
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
+    // The model or dataset was deleted between the checks above and the insert.
+    if ((err as { code?: unknown }).code === '23503') {
+      const constraint = String((err as { constraint?: unknown }).constraint ?? '');
+      throw constraint.includes('dataset')
+        ? new AppError(422, 'DATASET_NOT_FOUND', `dataset ${req.datasetId} does not exist`)
+        : new AppError(422, 'MODEL_NOT_FOUND', `model ${req.modelId} does not exist`);
+    }
     throw err;
   } finally {
     client.release();

@@ -11,6 +11,8 @@ export function encodeCursor(key: CursorKey): string {
   return Buffer.from(JSON.stringify([key.createdAt.toISOString(), key.id])).toString('base64url');
 }
 
+const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
 export function decodeCursor(cursor: string | undefined): CursorKey | null {
   if (!cursor) return null;
   try {
@@ -21,8 +23,15 @@ export function decodeCursor(cursor: string | undefined): CursorKey | null {
       typeof parsed[0] === 'string' &&
       typeof parsed[1] === 'string'
     ) {
-      const createdAt = new Date(parsed[0]);
-      if (!Number.isNaN(createdAt.getTime()) && /^[0-9a-f-]{36}$/i.test(parsed[1])) {
+      // Only what encodeCursor writes (toISOString of a database timestamp, a canonical UUID):
+      // anything else reaches PostgreSQL as an out-of-range timestamp (year 0000) or a bad uuid
+      // (36 dashes) and would be a 500 rather than a 400.
+      const createdAt = ISO_INSTANT.test(parsed[0]) ? new Date(parsed[0]) : new Date(Number.NaN);
+      if (
+        !Number.isNaN(createdAt.getTime()) &&
+        createdAt.getUTCFullYear() >= 1 &&
+        /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(parsed[1])
+      ) {
         return { createdAt, id: parsed[1] };
       }
     }

@@ -6,8 +6,15 @@ import { cancelRun, getResults, getRun, submitRun } from '../../services/runs.js
 import { decodeCursor } from '../../store/pagination.js';
 import { RUN_STATUSES, runRepository } from '../../store/runRepository.js';
 
-const Name = Type.String({ minLength: 1, maxLength: 200 });
-const Tag = Type.String({ minLength: 1, maxLength: 64, pattern: '^[^,\\s][^,]*$' });
+// PostgreSQL text and jsonb cannot hold U+0000: no control characters in names and tags (as for
+// models), so such input is a 400, never a database error.
+const NO_CONTROL = '^[^\\u0000-\\u001f\\u007f]*$';
+const Name = Type.String({ minLength: 1, maxLength: 200, pattern: NO_CONTROL });
+const Tag = Type.String({
+  minLength: 1,
+  maxLength: 64,
+  pattern: '^[^,\\s\\u0000-\\u001f\\u007f][^,\\u0000-\\u001f\\u007f]*$',
+});
 const Num = Type.Number();
 
 // Transform families are checked in depth by the domain (src/domain/sweep.ts), which can name
@@ -80,7 +87,7 @@ const ListQuery = Type.Object(
     modelId: Type.Optional(Type.String({ format: 'uuid' })),
     datasetId: Type.Optional(Type.String({ format: 'uuid' })),
     status: Type.Optional(Type.Union(RUN_STATUSES.map((s) => Type.Literal(s)))),
-    tag: Type.Optional(Type.String({ maxLength: 64 })),
+    tag: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: NO_CONTROL })),
     createdAfter: Type.Optional(Type.String({ format: 'date-time' })),
     createdBefore: Type.Optional(Type.String({ format: 'date-time' })),
     sort: Type.Union([Type.Literal('-createdAt'), Type.Literal('createdAt')], { default: '-createdAt' }),
