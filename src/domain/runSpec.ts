@@ -1,6 +1,7 @@
 // A run request, checked against the model and dataset it names and normalised into the spec
 // that is stored with the run and drives the engine. Everything knowable at submission is
 // checked here, so a run never fails later for a reason that was visible up front.
+import { GATES_VERSION, GateError, type NormalizedGate, validateGates } from './gates.js';
 import { expandSweep, SweepError, type TransformFamily, type TransformPoint } from './sweep.js';
 
 export type Metric = 'accuracy' | 'ekld' | 'nv';
@@ -33,7 +34,12 @@ export interface RunRequest {
   limit?: number;
   classSizes?: number[] | null;
   resize?: boolean;
+  gates?: unknown[];
+  baseline?: Baseline | null;
 }
+
+/** A baseline run: by id, or the latest succeeded run of a model name carrying a tag. */
+export type Baseline = { runId: string } | { model: string; tag: string };
 
 export interface ModelFacts {
   inputs: Array<{ name: string; type: string; shape: Array<number | string | null> | null }>;
@@ -69,6 +75,9 @@ export interface RunSpec {
   output: string;
   /** Number of transform points (the clean image is extra). */
   points: number;
+  gatesVersion: typeof GATES_VERSION;
+  gates: NormalizedGate[];
+  baseline: Baseline | null;
 }
 
 export class RunSpecError extends Error {
@@ -153,6 +162,22 @@ export function buildRunSpec(
 
   const output = model.outputs[0];
   if (!output) throw new RunSpecError('UNSUPPORTED_MODEL', 'the model has no output');
+  // The first output is read as one score vector per image: [N, classes] float32. Checked here,
+  // not at upload, because a model registry may hold models for NV only, and the number of
+  // classes is known only against a dataset.
+  if (output.shape && output.shape.length !== 2) {
+    throw new RunSpecError(
+      'UNSUPPORTED_OUTPUT',
+      `the model output ${output.name} has shape [${output.shape.map((d) => d ?? '?').join(',')}]; ` +
+        'a classifier output must be [N, classes]',
+    );
+  }
+  if (output.type !== 'float32' && output.type !== 'unknown') {
+    throw new RunSpecError(
+      'UNSUPPORTED_OUTPUT',
+      `the model output ${output.name} is ${output.type}; a classifier output must be float32 scores`,
+    );
+  }
   const classes = dataset.classes.length;
   const outClasses = output.shape?.[output.shape.length - 1];
   if (typeof outClasses === 'number' && outClasses < classes) {
@@ -200,6 +225,19 @@ export function buildRunSpec(
     );
   }
 
+  let gates: NormalizedGate[];
+  try {
+    gates = validateGates(req.gates, {
+      points: points.map((p) => p.params),
+      classNames: dataset.classes.map((c) => c.name),
+      metrics,
+      nv: { layers, aggregation: req.nv?.aggregation ?? ['mean'] },
+    });
+  } catch (err) {
+    if (err instanceof GateError) throw new RunSpecError(err.code, err.message);
+    throw err;
+  }
+
   const spec: RunSpec = {
     modelId: req.modelId,
     datasetId: req.datasetId,
@@ -221,6 +259,9 @@ export function buildRunSpec(
     input: { name: input.name, height, width, channels, batch: dims.n },
     output: output.name,
     points: points.length,
+    gatesVersion: GATES_VERSION,
+    gates,
+    baseline: req.baseline ?? null,
   };
   return { spec, points };
 }

@@ -20,6 +20,7 @@ export interface RunView {
   request: Record<string, unknown>;
   summary: Record<string, unknown> | null;
   timings: Record<string, unknown> | null;
+  verdict: Record<string, unknown> | null;
 }
 
 interface RunRow {
@@ -38,6 +39,7 @@ interface RunRow {
   request: unknown;
   summary: unknown;
   timings: unknown;
+  verdict: unknown;
 }
 
 const asObject = (v: unknown) => (v && typeof v === 'object' ? (v as Record<string, unknown>) : null);
@@ -58,6 +60,7 @@ export function toRunView(row: RunRow): RunView {
     request: asObject(row.request) ?? {},
     summary: asObject(row.summary),
     timings: asObject(row.timings),
+    verdict: asObject(row.verdict),
   };
 }
 
@@ -77,6 +80,7 @@ const VIEW_SELECT = {
   request: true,
   summary: true,
   timings: true,
+  verdict: true,
 } as const;
 
 export interface RunFilters {
@@ -84,6 +88,8 @@ export interface RunFilters {
   datasetId?: string;
   status?: RunStatus;
   tag?: string;
+  /** A verdict status, or NONE for runs without a verdict. */
+  verdict?: string;
   createdAfter?: Date;
   createdBefore?: Date;
 }
@@ -109,6 +115,7 @@ export function runRepository(prisma: PrismaClient) {
             f.datasetId ? { datasetId: f.datasetId } : {},
             f.status ? { status: f.status } : {},
             f.tag ? { tags: { has: f.tag } } : {},
+            f.verdict ? { verdictStatus: f.verdict === 'NONE' ? null : f.verdict } : {},
             f.createdAfter ? { createdAt: { gte: f.createdAfter } } : {},
             f.createdBefore ? { createdAt: { lt: f.createdBefore } } : {},
           ],

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { AppDeps } from '../../app.js';
 import type { RunRequest } from '../../domain/runSpec.js';
 import { cancelRun, getResults, getRun, submitRun } from '../../services/runs.js';
+import { compareRuns, evaluateVerdict } from '../../services/verdicts.js';
 import { decodeCursor } from '../../store/pagination.js';
 import { RUN_STATUSES, runRepository } from '../../store/runRepository.js';
 
@@ -16,6 +17,23 @@ const Tag = Type.String({
   pattern: '^[^,\\s\\u0000-\\u001f\\u007f][^,\\u0000-\\u001f\\u007f]*$',
 });
 const Num = Type.Number();
+
+const Gates = Type.Array(Type.Object({}, { additionalProperties: true }), { maxItems: 100 });
+const Baseline = Type.Union([
+  Type.Object({ runId: Type.String({ maxLength: 100 }) }, { additionalProperties: false }),
+  Type.Object(
+    { model: Type.String({ minLength: 1, maxLength: 200, pattern: NO_CONTROL }), tag: Tag },
+    { additionalProperties: false },
+  ),
+]);
+const VerdictBody = Type.Object(
+  { gates: Gates, baseline: Type.Optional(Type.Union([Type.Null(), Baseline])) },
+  { additionalProperties: false },
+);
+const CompareQuery = Type.Object(
+  { baseline: Type.String({ maxLength: 100 }) },
+  { additionalProperties: false },
+);
 
 // Transform families are checked in depth by the domain (src/domain/sweep.ts), which can name
 // the family and the problem; here only their outer shape.
@@ -75,6 +93,9 @@ export const RunRequestSchema = Type.Object(
       Type.Union([Type.Null(), Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 65_536 })]),
     ),
     resize: Type.Optional(Type.Boolean()),
+    // Gates are checked in depth against the sweep, classes and layers by src/domain/gates.ts.
+    gates: Type.Optional(Gates),
+    baseline: Type.Optional(Type.Union([Type.Null(), Baseline])),
   },
   { additionalProperties: false },
 );
@@ -87,6 +108,7 @@ const ListQuery = Type.Object(
     modelId: Type.Optional(Type.String({ format: 'uuid' })),
     datasetId: Type.Optional(Type.String({ format: 'uuid' })),
     status: Type.Optional(Type.Union(RUN_STATUSES.map((s) => Type.Literal(s)))),
+    verdict: Type.Optional(Type.Union(['PASS', 'WARN', 'FAIL', 'ERROR', 'NONE'].map((s) => Type.Literal(s)))),
     tag: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: NO_CONTROL })),
     createdAfter: Type.Optional(Type.String({ format: 'date-time' })),
     createdBefore: Type.Optional(Type.String({ format: 'date-time' })),
@@ -123,6 +145,7 @@ export async function runRoutes(app: FastifyInstance, deps: AppDeps) {
         datasetId: q.datasetId,
         status: q.status,
         tag: q.tag,
+        verdict: q.verdict,
         createdAfter: q.createdAfter ? new Date(q.createdAfter) : undefined,
         createdBefore: q.createdBefore ? new Date(q.createdBefore) : undefined,
       },
@@ -139,5 +162,18 @@ export async function runRoutes(app: FastifyInstance, deps: AppDeps) {
 
   app.post('/v1/runs/:id/cancel', { schema: { params: IdParams } }, async (req) =>
     cancelRun(runs, (req.params as Static<typeof IdParams>).id),
+  );
+
+  app.post('/v1/runs/:id/verdict', { schema: { params: IdParams, body: VerdictBody } }, async (req) => {
+    const body = req.body as Static<typeof VerdictBody>;
+    return evaluateVerdict(deps.db.pool, (req.params as Static<typeof IdParams>).id, body);
+  });
+
+  app.get('/v1/runs/:id/compare', { schema: { params: IdParams, querystring: CompareQuery } }, async (req) =>
+    compareRuns(
+      deps.db.pool,
+      (req.params as Static<typeof IdParams>).id,
+      (req.query as Static<typeof CompareQuery>).baseline,
+    ),
   );
 }
