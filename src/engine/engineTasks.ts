@@ -3,8 +3,18 @@ import type { RunSpec } from '../domain/runSpec.js';
 
 /** Int32 slots of the SharedArrayBuffer a shard task reports through. */
 export const CONTROL_DONE = 0; // inferences finished so far (written by the worker)
-export const CONTROL_STOP = 1; // 0 run on, 1 run canceled, 2 process shutting down (written by the scheduler)
+/**
+ * Written by the scheduler; the engine stops between batches when it is not STOP_NONE. Why it
+ * stopped decides what happens to the shard: canceled (run over), handed back (shutdown), or
+ * dropped (another worker took it over after this one missed its heartbeats).
+ */
+export const CONTROL_STOP = 1;
 export const CONTROL_SLOTS = 2;
+
+export const STOP_NONE = 0;
+export const STOP_RUN_OVER = 1;
+export const STOP_SHUTDOWN = 2;
+export const STOP_LOST = 3;
 
 export interface EvaluateShardTask {
   kind: 'evaluate';
@@ -23,6 +33,8 @@ export interface EvaluateShardResult {
   stopped: boolean;
   inferences: number;
   timings: { readMs: number; transformMs: number; inferenceMs: number; accumulateMs: number };
+  /** The engine thread that evaluated the shard (added by engineThread.ts). */
+  threadId?: number;
 }
 
 export interface FinalizeRunTask {

@@ -21,9 +21,9 @@ function workerFile(): { filename: string; execArgv: string[] } {
   const here = fileURLToPath(import.meta.url);
   if (here.endsWith('.ts')) {
     // Running from source (tests, `npm run dev`): let the thread load TypeScript through tsx.
-    return { filename: here.replace(/workerPool\.ts$/, 'engineWorker.ts'), execArgv: ['--import', 'tsx'] };
+    return { filename: here.replace(/workerPool\.ts$/, 'engineThread.ts'), execArgv: ['--import', 'tsx'] };
   }
-  return { filename: here.replace(/workerPool\.js$/, 'engineWorker.js'), execArgv: [] };
+  return { filename: here.replace(/workerPool\.js$/, 'engineThread.js'), execArgv: [] };
 }
 
 export function createEnginePool(opts: EnginePoolOptions): EnginePool {

@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import PgBoss from 'pg-boss';
 
+export const QUEUE_SCHEMA = 'pgboss';
 export const SHARD_QUEUE = 'run-shard';
 export const FINALIZE_QUEUE = 'run-finalize';
 
@@ -22,7 +23,7 @@ export async function startQueue(databaseUrl: string, opts: QueueOptions): Promi
   const boss = new PgBoss({
     connectionString: databaseUrl,
     max: 4,
-    schema: 'pgboss',
+    schema: QUEUE_SCHEMA,
     // Jobs of a SIGKILLed worker are recovered by our heartbeat janitor within seconds; pg-boss
     // expiry is the last resort for a job that somehow escaped it.
     expireInSeconds: 60 * 60,
@@ -33,12 +34,16 @@ export async function startQueue(databaseUrl: string, opts: QueueOptions): Promi
   boss.on('error', () => undefined);
   await boss.start();
   for (const name of [SHARD_QUEUE, FINALIZE_QUEUE]) {
-    await boss.createQueue(name, {
+    const options = {
       name,
       retryLimit: opts.retryLimit,
       retryDelay: opts.retryDelaySeconds,
       retryBackoff: true,
-    });
+    };
+    // createQueue keeps an existing queue's settings; a restart with another SHARD_RETRIES must
+    // take effect (jobs copy them from their queue when inserted).
+    await boss.createQueue(name, options);
+    await boss.updateQueue(name, options);
   }
   return boss;
 }

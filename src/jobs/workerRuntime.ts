@@ -6,6 +6,7 @@ import {
   createFinalizeHandler,
   createShardHandler,
   type LifecycleDeps,
+  recoverOrphanedJobs,
   recoverStaleShards,
 } from './runLifecycle.js';
 
@@ -21,20 +22,44 @@ export async function startWorkerRuntime(
   const finalize = createFinalizeHandler(deps);
   const { boss } = deps;
   const workOpts = { includeMetadata: true as const, batchSize: 1, pollingIntervalSeconds: 0.5 };
-  // One pg-boss poller per engine thread: each takes one shard at a time.
+  // One pg-boss poller per engine thread: each takes one shard at a time. A pg-boss worker
+  // waits out the rest of its polling interval after a job; notifying it when a shard ends
+  // makes it fetch the next one at once (short shards would otherwise idle the thread).
   for (let i = 0; i < opts.concurrency; i++) {
-    await boss.work<ShardJobData>(SHARD_QUEUE, workOpts, async ([job]) => shards.handle(job));
+    let pollerId: string | null = null;
+    pollerId = await boss.work<ShardJobData>(SHARD_QUEUE, workOpts, async ([job]) => {
+      try {
+        await shards.handle(job);
+      } finally {
+        if (pollerId) boss.notifyWorker(pollerId);
+      }
+    });
   }
-  await boss.work<{ runId: string }>(FINALIZE_QUEUE, workOpts, async ([job]) => finalize(job));
+  // Merges in progress: shutdown lets them finish (seconds) rather than leave their job active
+  // until pg-boss expires it.
+  const merging = new Set<Promise<void>>();
+  await boss.work<{ runId: string }>(FINALIZE_QUEUE, workOpts, async ([job]) => {
+    const merge = finalize(job);
+    merging.add(merge);
+    try {
+      await merge;
+    } finally {
+      merging.delete(merge);
+    }
+  });
 
-  let janitorBusy = false;
+  // The janitor: shards of workers that stopped heart-beating, and jobs fetched by a process that
+  // died before it claimed their shard, go back on the queue.
+  let janitorRun: Promise<void> | null = null;
   const janitor = setInterval(() => {
-    if (janitorBusy) return;
-    janitorBusy = true;
-    recoverStaleShards(deps)
+    if (janitorRun) return;
+    janitorRun = (async () => {
+      await recoverStaleShards(deps);
+      await recoverOrphanedJobs(deps);
+    })()
       .catch((err) => deps.log({ err: String(err) }, 'janitor failed'))
       .finally(() => {
-        janitorBusy = false;
+        janitorRun = null;
       });
   }, opts.janitorMs);
   janitor.unref();
@@ -42,12 +67,20 @@ export async function startWorkerRuntime(
   return {
     async stop() {
       clearInterval(janitor);
-      // In-flight shards stop between batches and are handed back to the queue.
+      // In-flight shards stop between batches and are handed back to the queue; a job fetched
+      // from now on is handed back unclaimed.
       shards.stopAll();
-      await boss.offWork(SHARD_QUEUE).catch(() => undefined);
-      await boss.offWork(FINALIZE_QUEUE).catch(() => undefined);
-      const deadline = Date.now() + 20_000;
-      while (shards.inFlight.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await Promise.all([
+        boss.offWork(SHARD_QUEUE).catch(() => undefined),
+        boss.offWork(FINALIZE_QUEUE).catch(() => undefined),
+      ]);
+      const drained = await shards.drain(20_000);
+      await Promise.race([
+        Promise.allSettled([...merging]),
+        new Promise((r) => setTimeout(r, 20_000).unref()),
+      ]);
+      if (!drained) deps.log({ shards: [...shards.inFlight.keys()] }, 'shards still running at shutdown');
+      await janitorRun;
     },
   };
 }

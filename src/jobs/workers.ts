@@ -35,7 +35,8 @@ export async function startWorkers(
       engine,
       blobs: deps.blobs,
       workerId,
-      heartbeatMs: 1000,
+      // Heartbeats also carry progress and notice cancels: often enough for both.
+      heartbeatMs: 500,
       staleAfterMs: config.shardStaleSeconds * 1000,
       log: deps.log,
     },
