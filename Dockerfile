@@ -24,6 +24,7 @@ ENV NODE_ENV=production \
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json openapi.yaml ./
+COPY public ./public
 COPY prisma ./prisma
 COPY bin ./bin
 RUN mkdir -p /data && chown node:node /data

@@ -7,9 +7,14 @@ import type PgBoss from 'pg-boss';
 import type { Config } from './config.js';
 import { authPlugin } from './http/auth.js';
 import { errorHandlerPlugin } from './http/errorHandler.js';
+import { metricsPlugin } from './http/metrics.js';
+import { overloadPlugin } from './http/overload.js';
 import { problem } from './http/problem.js';
 import { apiKeyRoutes } from './http/routes/apiKeys.js';
+import { chartRoutes } from './http/routes/charts.js';
+import { dashboardRoutes } from './http/routes/dashboard.js';
 import { datasetRoutes } from './http/routes/datasets.js';
+import { exampleRoutes } from './http/routes/examples.js';
 import { healthRoutes } from './http/routes/health.js';
 import { modelRoutes } from './http/routes/models.js';
 import { openapiRoutes } from './http/routes/openapi.js';
@@ -74,7 +79,15 @@ export async function buildApp(
   // body into a confusing validation error instead of a 415.
   app.removeContentTypeParser('text/plain');
   await app.register(errorHandlerPlugin);
-  await app.register(authPlugin, { keys: apiKeyRepository(deps.db.prisma) });
+  await app.register(authPlugin, { keys: apiKeyRepository(deps.db.prisma, deps.db.pool) });
+  // After auth (rate limits are per key), before the routes it guards and measures.
+  await app.register(overloadPlugin, { config: deps.config.overload });
+  await app.register(metricsPlugin, {
+    pool: deps.db.pool,
+    queue: deps.queue,
+    blobs: deps.blobs,
+    public: deps.config.metricsPublic,
+  });
   await app.register(multipart, {
     limits: {
       fileSize: Math.max(deps.config.limits.maxModelBytes, deps.config.limits.maxDatasetBytes),
@@ -92,5 +105,8 @@ export async function buildApp(
   await app.register(runRoutes, deps);
   await app.register(apiKeyRoutes, deps);
   await app.register(webhookRoutes, deps);
+  await app.register(dashboardRoutes);
+  await app.register(chartRoutes, deps);
+  await app.register(exampleRoutes, deps);
   return app;
 }

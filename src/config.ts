@@ -35,6 +35,19 @@ export interface Config {
   workers: number;
   ortThreads: number;
   ortEp: ExecutionProvider;
+  /** Protection against overload (src/http/overload.ts). */
+  overload: {
+    /** Requests per minute per API key (per IP without a key); 0 disables the limit. */
+    rateLimitPerMinute: number;
+    /** Uploads (POST /v1/models, /v1/datasets) processed at once by this process; more get 503. */
+    maxConcurrentUploads: number;
+    /** Mean event-loop delay (ms) above which requests get 503 OVERLOADED; 0 disables the check. */
+    maxEventLoopDelayMs: number;
+    /** How often the event-loop delay is sampled (ms). */
+    pressureSampleMs: number;
+  };
+  /** GET /metrics without an API key (Prometheus scrapers usually cannot send one). */
+  metricsPublic: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -58,6 +71,14 @@ function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], 
     throw new ConfigError(`${name} must be one of ${allowed.join(', ')}, got "${raw}"`);
   }
   return raw as T;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === '') return fallback;
+  if (['true', '1', 'yes'].includes(raw)) return true;
+  if (['false', '0', 'no'].includes(raw)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${env[name]}"`);
 }
 
 const GiB = 1024 ** 3;
@@ -97,6 +118,13 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     workers,
     ortThreads,
     ortEp: oneOf(env, 'ORT_EP', ['cpu', 'cuda'] as const, 'cpu'),
+    overload: {
+      rateLimitPerMinute: int(env, 'RATE_LIMIT_PER_MINUTE', 600, 0),
+      maxConcurrentUploads: int(env, 'MAX_CONCURRENT_UPLOADS', 4, 1),
+      maxEventLoopDelayMs: int(env, 'MAX_EVENT_LOOP_DELAY_MS', 1000, 0),
+      pressureSampleMs: int(env, 'PRESSURE_SAMPLE_MS', 1000, 10),
+    },
+    metricsPublic: bool(env, 'METRICS_PUBLIC', true),
   };
   if (config.workers * config.ortThreads > cores) {
     throw new ConfigError(

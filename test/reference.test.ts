@@ -88,7 +88,9 @@ describe.each(cases)('reference $model $sweep', ({ model, sweep }) => {
     expect(r.points.map((p) => p.params.rotate)).toEqual(ref.angles);
     // Accuracies are counts over 1,000 images: at 90 degrees identical; elsewhere a few images
     // on the decision boundary may flip with interpolation details.
-    r.points.forEach((p, j) => close(p.accuracy, ref.accuracy[j], exact ? 1e-9 : 0, exact ? 1e-12 : 0.01));
+    for (const [j, p] of r.points.entries()) {
+      close(p.accuracy, ref.accuracy[j], exact ? 1e-9 : 0, exact ? 1e-12 : 0.01);
+    }
     close(r.ekld.overall, ref.ekld, rel);
     for (const [cls, value] of Object.entries(ref.ekld_per_class)) {
       close(r.ekld.perClass[Number(cls)].value, value, rel);

@@ -45,6 +45,11 @@ export interface NvOptions {
   kernel?: KernelKind | 'auto';
   /** Bytes of activations staged per kernel call (default 2 MiB): bounds memory for any batch size. */
   stagingBytes?: number;
+  /**
+   * Accumulate max(x, 0) of every value given (NaN and -0 kept: ONNX Runtime's Relu), i.e. the
+   * statistics of a Relu layer from its input's activations. Default false.
+   */
+  relu?: boolean;
 }
 
 /**
@@ -113,6 +118,25 @@ export interface NvState {
   groups: NvGroupState[];
 }
 
+/** A group's state with its float64 arrays as they are (NvGroupState without base64). */
+export interface NvRawGroupState {
+  class: number | null;
+  count: number;
+  /** [D] */
+  tvStd: Float64Array;
+  /** [D] */
+  tvVar: Float64Array;
+  /** [m * D], point-major */
+  mean: Float64Array;
+  /** [m * D], point-major */
+  m2: Float64Array;
+}
+
+/** NvState with raw float64 arrays: for binary serialization (no base64, no JSON of the arrays). */
+export interface NvRawState extends Omit<NvState, 'groups'> {
+  groups: NvRawGroupState[];
+}
+
 /** A group's state in the heap: byte offsets of its arrays (rows padded to Dp). */
 interface Group {
   count: number;
@@ -125,6 +149,8 @@ interface Group {
 }
 
 const STAGING_BYTES = 2 * 1024 * 1024;
+/** Bytes between consecutive arrays of the heap (16-aligned, not a multiple of 64). */
+const SKEW = 208;
 
 /** NV of one activation: TV / SV with 0/0 = 1 and x/0 = +Infinity. */
 export function nvRatio(tv: number, sv: number): number {
@@ -143,6 +169,8 @@ export class NormalizedVarianceAccumulator {
   readonly points: number;
   readonly perClass: boolean;
   readonly classes: number | null;
+  /** Values are passed through max(x, 0) before accumulation (NvOptions.relu). */
+  readonly relu: boolean;
   private readonly heap: NvHeap;
   /** D rounded up to even (the SIMD kernel works on pairs). */
   private readonly padded: number;
@@ -150,6 +178,8 @@ export class NormalizedVarianceAccumulator {
   /** Samples per kernel call. */
   private readonly chunk: number;
   private readonly invsPtr: number;
+  /** int32 [chunk]: byte offsets of the samples of a kernel call */
+  private readonly ptrsPtr: number;
   private readonly tAPtr: number;
   private readonly tQPtr: number;
   /** End of the allocated state (bytes); activations are staged after it. */
@@ -179,13 +209,15 @@ export class NormalizedVarianceAccumulator {
     } else {
       this.classes = options.classes ?? null;
     }
+    this.relu = options.relu === true;
     this.padded = size + (size & 1);
     // A tile's Welford state (m rows x tile x 16 bytes) stays in cache across the samples of a call.
     this.tile = Math.min(this.padded, Math.max(64, Math.min(4096, Math.floor(262144 / (16 * points)))) & ~1);
     this.chunk = Math.max(1, Math.floor((options.stagingBytes ?? STAGING_BYTES) / (4 * points * size)));
     this.heap = createHeap(options.kernel ?? 'auto');
     this.invsPtr = 0;
-    this.tAPtr = align16(this.invsPtr + 8 * this.chunk);
+    this.ptrsPtr = align16(this.invsPtr + 8 * this.chunk);
+    this.tAPtr = align16(this.ptrsPtr + 4 * this.chunk);
     this.tQPtr = align16(this.tAPtr + 8 * this.tile);
     this.top = align16(this.tQPtr + 8 * this.tile);
     this.heap.ensure(this.top);
@@ -213,11 +245,12 @@ export class NormalizedVarianceAccumulator {
   private allocGroup(c: number): Group {
     const rowBytes = 8 * this.padded;
     const stateBytes = rowBytes * this.points;
+    // Arrays a multiple of 4 KiB apart would alias in the store buffer: skew each by 208 bytes.
     const g: Group = { count: 0, mean: this.top, m2: 0, tvStd: 0, tvVar: 0 };
-    g.m2 = align16(g.mean + stateBytes);
-    g.tvStd = align16(g.m2 + stateBytes);
-    g.tvVar = align16(g.tvStd + rowBytes);
-    const end = align16(g.tvVar + rowBytes);
+    g.m2 = align16(g.mean + stateBytes) + SKEW;
+    g.tvStd = align16(g.m2 + stateBytes) + SKEW;
+    g.tvVar = align16(g.tvStd + rowBytes) + SKEW;
+    const end = align16(g.tvVar + rowBytes) + SKEW;
     this.heap.ensure(end);
     // Fresh memory is zero, but the region may have held staged activations before.
     this.heap.f64().fill(0, g.mean / 8, end / 8);
@@ -270,6 +303,10 @@ export class NormalizedVarianceAccumulator {
     if (offset + (count - 1) * sampleStride + (m - 1) * pointStride + D > acts.length) {
       throw new RangeError(`layer ${this.layer}: activation array is shorter than the layout requires`);
     }
+    if (pointStride !== D && acts instanceof Float32Array && acts.buffer === this.heap.f32().buffer) {
+      // In this accumulator's memory (batchBuffer) but rows apart: staging would overwrite it.
+      acts = acts.slice();
+    }
     if (!this.perClass) {
       this.run(this.groupFor(0), acts, count, (i) => offset + i * sampleStride, pointStride);
       return;
@@ -291,7 +328,33 @@ export class NormalizedVarianceAccumulator {
     }
   }
 
-  /** Stages `count` samples chunk by chunk into the heap and runs the kernel on them. */
+  /**
+   * A float32 array of `length` values in this accumulator's own memory. Activations written there
+   * (by ONNX Runtime as a pre-allocated output, say) and then given to addBatch are read where
+   * they are, without the copy addBatch makes otherwise; the statistics are the same. Valid until
+   * the next call of a method of this accumulator (which may move or overwrite it).
+   */
+  batchBuffer(length: number): Float32Array {
+    if (!Number.isSafeInteger(length) || length < 0) throw new RangeError('length must be an integer >= 0');
+    // Room first for the groups not allocated yet (addBatch allocates them before the buffer).
+    let missing = 0;
+    for (const g of this.groups) if (!g) missing++;
+    const at = align16(this.top) + missing * this.groupBytes();
+    this.heap.ensure(at + 4 * length + 16); // + the pad lane read past the last row
+    return new Float32Array(this.heap.f32().buffer, at, length);
+  }
+
+  /** Bytes allocGroup takes. */
+  private groupBytes(): number {
+    const stateBytes = 8 * this.padded * this.points;
+    const rowBytes = 8 * this.padded;
+    return 2 * (align16(stateBytes) + SKEW) + 2 * (align16(rowBytes) + SKEW) + 16;
+  }
+
+  /**
+   * Runs the kernel on `count` samples, chunk by chunk: in place when `acts` lies in this
+   * accumulator's memory (batchBuffer) with contiguous rows, else staged (copied) into it first.
+   */
   private run(
     g: Group,
     acts: ArrayLike<number>,
@@ -302,21 +365,28 @@ export class NormalizedVarianceAccumulator {
     const D = this.size;
     const m = this.points;
     const sampleLen = m * D;
+    const inPlace = acts instanceof Float32Array && acts.buffer === this.heap.f32().buffer;
     const stage = align16(this.top);
     for (let i0 = 0; i0 < count; i0 += this.chunk) {
       const nb = Math.min(this.chunk, count - i0);
-      this.heap.ensure(stage + 4 * nb * sampleLen + 16);
+      if (!inPlace) this.heap.ensure(stage + 4 * nb * sampleLen + 16);
       const f32 = this.heap.f32();
       const f64 = this.heap.f64();
+      const i32 = this.heap.i32();
       for (let s = 0; s < nb; s++) {
         const src = start(i0 + s);
-        const dst = stage / 4 + s * sampleLen;
-        if (pointStride === D) copyInto(f32, dst, acts, src, sampleLen);
-        else for (let j = 0; j < m; j++) copyInto(f32, dst + j * D, acts, src + j * pointStride, D);
+        if (inPlace) {
+          i32[this.ptrsPtr / 4 + s] = (acts as Float32Array).byteOffset + 4 * src;
+        } else {
+          const dst = stage / 4 + s * sampleLen;
+          if (pointStride === D) copyInto(f32, dst, acts, src, sampleLen);
+          else for (let j = 0; j < m; j++) copyInto(f32, dst + j * D, acts, src + j * pointStride, D);
+          i32[this.ptrsPtr / 4 + s] = 4 * dst;
+        }
         f64[this.invsPtr / 8 + s] = 1 / (g.count + s + 1);
       }
       this.heap.accumulate(
-        stage,
+        this.ptrsPtr,
         nb,
         D,
         this.padded,
@@ -329,6 +399,7 @@ export class NormalizedVarianceAccumulator {
         g.m2,
         g.tvStd,
         g.tvVar,
+        this.relu ? 1 : 0,
       );
       g.count += nb;
     }
@@ -388,16 +459,32 @@ export class NormalizedVarianceAccumulator {
   }
 
   toJSON(): NvState {
-    const groups: NvGroupState[] = [];
+    const raw = this.toRawState();
+    return {
+      ...raw,
+      groups: raw.groups.map((g) => ({
+        class: g.class,
+        count: g.count,
+        tvStd: encodeFloat64(g.tvStd),
+        tvVar: encodeFloat64(g.tvVar),
+        mean: encodeFloat64(g.mean),
+        m2: encodeFloat64(g.m2),
+      })),
+    };
+  }
+
+  /** The state of toJSON() with its arrays as Float64Arrays (copies), for binary serialization. */
+  toRawState(): NvRawState {
+    const groups: NvRawGroupState[] = [];
     this.groups.forEach((g, c) => {
       if (!g) return;
       groups.push({
         class: this.perClass ? c : null,
         count: g.count,
-        tvStd: encodeFloat64(this.unpad(g.tvStd, 1)),
-        tvVar: encodeFloat64(this.unpad(g.tvVar, 1)),
-        mean: encodeFloat64(this.unpad(g.mean, this.points)),
-        m2: encodeFloat64(this.unpad(g.m2, this.points)),
+        tvStd: this.unpad(g.tvStd, 1),
+        tvVar: this.unpad(g.tvVar, 1),
+        mean: this.unpad(g.mean, this.points),
+        m2: this.unpad(g.m2, this.points),
       });
     });
     return {
@@ -414,6 +501,30 @@ export class NormalizedVarianceAccumulator {
 
   /** Rebuilds an accumulator from toJSON() output (after a JSON round trip); validates shapes. */
   static fromJSON(state: NvState, kernel: KernelKind | 'auto' = 'auto'): NormalizedVarianceAccumulator {
+    if (state?.kind !== 'nv' || state.version !== 1)
+      throw new RangeError('not an nv accumulator state (version 1)');
+    if (!Array.isArray(state.groups)) throw new RangeError('nv state: groups must be a list');
+    return NormalizedVarianceAccumulator.fromRawState(
+      {
+        ...state,
+        groups: state.groups.map((gs) => ({
+          class: gs.class,
+          count: gs.count,
+          tvStd: decodeFloat64(gs.tvStd),
+          tvVar: decodeFloat64(gs.tvVar),
+          mean: decodeFloat64(gs.mean),
+          m2: decodeFloat64(gs.m2),
+        })),
+      },
+      kernel,
+    );
+  }
+
+  /** Rebuilds an accumulator from toRawState() output; validates shapes as fromJSON does. */
+  static fromRawState(
+    state: NvRawState,
+    kernel: KernelKind | 'auto' = 'auto',
+  ): NormalizedVarianceAccumulator {
     if (state?.kind !== 'nv' || state.version !== 1)
       throw new RangeError('not an nv accumulator state (version 1)');
     const acc = new NormalizedVarianceAccumulator({
@@ -433,10 +544,10 @@ export class NormalizedVarianceAccumulator {
         throw new RangeError(`nv state: bad group class ${String(gs.class)}`);
       }
       const count = checkCount(gs.count, 'nv group count');
-      const tvStd = decodeFloat64(gs.tvStd, D);
-      const tvVar = decodeFloat64(gs.tvVar, D);
-      const mean = decodeFloat64(gs.mean, mD);
-      const m2 = decodeFloat64(gs.m2, mD);
+      const tvStd = checkLength(gs.tvStd, D);
+      const tvVar = checkLength(gs.tvVar, D);
+      const mean = checkLength(gs.mean, mD);
+      const m2 = checkLength(gs.m2, mD);
       const g = acc.groups[c] ?? acc.allocGroup(c);
       g.count = count;
       acc.pad(tvStd, g.tvStd, 1);
@@ -565,6 +676,14 @@ export class NormalizedVarianceAccumulator {
     if (this.perClass) result.classesUsed = classesUsed;
     return result;
   }
+}
+
+function checkLength(values: Float64Array, expected: number): Float64Array {
+  if (!(values instanceof Float64Array)) throw new TypeError('nv state: arrays must be Float64Arrays');
+  if (values.length !== expected) {
+    throw new RangeError(`encoded Float64Array has ${values.length} values, expected ${expected}`);
+  }
+  return values;
 }
 
 function align16(bytes: number): number {

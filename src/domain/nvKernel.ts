@@ -1,13 +1,13 @@
 // The inner loop of normalized-variance accumulation, over a flat byte-addressed heap, in two
 // interchangeable implementations with bit-identical float64 results:
-// - 'wasm': WebAssembly with 128-bit SIMD (f64x2), source in nvKernel.wat (about 3x faster);
+// - 'wasm': WebAssembly with 128-bit SIMD (f64x2), source in nvKernel.wat (several times faster);
 // - 'js': the same operations in the same order in scalar JavaScript (fallback, and the reference
 //   the tests compare the WebAssembly build with).
 // Pure computation: no I/O. The heap is private to one accumulator.
 
 /** nvKernel.wat assembled with wabt 1.0.39 (see the .wat header to rebuild). */
 export const NV_KERNEL_WASM_BASE64 =
-  'AGFzbQEAAAABEQFgDX9/f39/f39/f39/f38AAwIBAAUDAQABBxcCBm1lbW9yeQIACmFjY3VtdWxhdGUAAAqoBgGlBgINfwp7IAQgAmxBAnQhEiACQQJ0IRNEAAAAAAAA8D8gBLij/RQhIEQAAAAAAADwPyAEQQFruKP9FCEhQQAhDQJAA0AgDSADTw0BIAMgDWshDiAOIAVLBEAgBSEOC0EAIQ8CQANAIA8gAU8NASAGIA9BA3RqKwMA/RQhHyAAIA8gEmxqIA1BAnRqIRUgFSEWIA1BA3QhF0EAIRlBACERAkADQCARIA5PDQEgFv1dAwD9XyEaIAcgGWr9DAAAAAAAAAAAAAAAAAAAAAD9CwQAIAggGWr9DAAAAAAAAAAAAAAAAAAAAAD9CwQAIAkgF2ohGCAY/QAEACEdIBogHf3xASEcIB0gHCAf/fIB/fABIR4gGCAe/QsEACAKIBdqIRggGCAY/QAEACAcIBogHv3xAf3yAf3wAf0LBAAgFkEIaiEWIBdBEGohFyAZQRBqIRkgEUECaiERDAALC0EBIRACQANAIBAgBE8NASAVIBAgE2xqIRYgECADbCANakEDdCEUIBQhF0EAIRlBACERAkADQCARIA5PDQEgFv1dAwD9XyEaIBogFSAZQQF2av1dAwD9X/3xASEbIAcgGWohGCAYIBj9AAQAIBv98AH9CwQAIAggGWohGCAYIBj9AAQAIBsgG/3yAf3wAf0LBAAgCSAXaiEYIBj9AAQAIR0gGiAd/fEBIRwgHSAcIB/98gH98AEhHiAYIB79CwQAIAogF2ohGCAYIBj9AAQAIBwgGiAe/fEB/fIB/fAB/QsEACAWQQhqIRYgF0EQaiEXIBlBEGohGSARQQJqIREMAAsLIBBBAWohEAwACwsgDUEDdCEXQQAhGUEAIRECQANAIBEgDk8NASAHIBlq/QAEACEiIAggGWr9AAQAICIgIv3yASAg/fIB/fEBICH98gEhIyAj/QwAAAAAAAAAAAAAAAAAAAAA/fcBISMgDCAXaiEYIBggGP0ABAAgI/3wAf0LBAAgCyAXaiEYIBggGP0ABAAgI/3vAf3wAf0LBAAgF0EQaiEXIBlBEGohGSARQQJqIREMAAsLIA9BAWohDwwACwsgDSAFaiENDAALCws=';
+  'AGFzbQEAAAABEgFgDn9/f39/f39/f39/f39/AAMCAQAFAwEAAQcXAgZtZW1vcnkCAAphY2N1bXVsYXRlAAAK5AkB4QkCDX8OeyACQQJ0IRMgA0EDdCEURAAAAAAAAPA/IAS4o/0UISREAAAAAAAA8D8gBEEBa7ij/RQhJUQAAAAAAADw//0UISggDQRARAAAAAAAAAAA/RQhKAtBACEOAkADQCAOIANPDQEgAyAOayEPIA8gBUsEQCAFIQ8LQQAhEAJAA0AgECABTw0BIAYgEEEDdGorAwD9FCEjIAAgEEECdGooAgAgDkECdGohFSAVIRYgDkEDdCEYQQAhGkEAIRICQANAIBIgD08NASAW/V0DAP1fICj99wEhGyAHIBpq/QwAAAAAAAAAAAAAAAAAAAAA/QsEACAIIBpq/QwAAAAAAAAAAAAAAAAAAAAA/QsEACAJIBhqIRkgGf0ABAAhISAbICH98QEhICAhICAgI/3yAf3wASEiIBkgIv0LBAAgCiAYaiEZIBkgGf0ABAAgICAbICL98QH98gH98AH9CwQAIBZBCGohFiAYQRBqIRggGkEQaiEaIBJBAmohEgwACwtBASERAkADQCARQQFqIARPDQEgFSARIBNsaiEWIBYgE2ohFyARIANsIA5qQQN0IRhBACEaQQAhEgJAA0AgEiAPTw0BIBUgGkEBdmr9XQMA/V8gKP33ASEdIBb9XQMA/V8gKP33ASEbIBf9XQMA/V8gKP33ASEcIBsgHf3xASEeIBwgHf3xASEfIAcgGmohGSAZIBn9AAQAIB798AEgH/3wAf0LBAAgCCAaaiEZIBkgGf0ABAAgHiAe/fIB/fABIB8gH/3yAf3wAf0LBAAgCSAYaiEZIBn9AAQAISEgGyAh/fEBISAgISAgICP98gH98AEhIiAZICL9CwQAIAogGGohGSAZIBn9AAQAICAgGyAi/fEB/fIB/fAB/QsEACAJIBhqIBRqIRkgGf0ABAAhISAcICH98QEhICAhICAgI/3yAf3wASEiIBkgIv0LBAAgCiAYaiAUaiEZIBkgGf0ABAAgICAcICL98QH98gH98AH9CwQAIBZBCGohFiAXQQhqIRcgGEEQaiEYIBpBEGohGiASQQJqIRIMAAsLIBFBAmohEQwACwsgESAESQRAIBUgESATbGohFiARIANsIA5qQQN0IRhBACEaQQAhEgJAA0AgEiAPTw0BIBb9XQMA/V8gKP33ASEbIBsgFSAaQQF2av1dAwD9XyAo/fcB/fEBIR4gByAaaiEZIBkgGf0ABAAgHv3wAf0LBAAgCCAaaiEZIBkgGf0ABAAgHiAe/fIB/fAB/QsEACAJIBhqIRkgGf0ABAAhISAbICH98QEhICAhICAgI/3yAf3wASEiIBkgIv0LBAAgCiAYaiEZIBkgGf0ABAAgICAbICL98QH98gH98AH9CwQAIBZBCGohFiAYQRBqIRggGkEQaiEaIBJBAmohEgwACwsLIA5BA3QhGEEAIRpBACESAkADQCASIA9PDQEgByAaav0ABAAhJiAIIBpq/QAEACAmICb98gEgJP3yAf3xASAl/fIBIScgJ/0MAAAAAAAAAAAAAAAAAAAAAP33ASEnIAwgGGohGSAZIBn9AAQAICf98AH9CwQAIAsgGGohGSAZIBn9AAQAICf97wH98AH9CwQAIBhBEGohGCAaQRBqIRogEkECaiESDAALCyAQQQFqIRAMAAsLIA4gBWohDgwACwsL';
 
 export type KernelKind = 'wasm' | 'js';
 
@@ -15,11 +15,13 @@ export type KernelKind = 'wasm' | 'js';
 export const MAX_HEAP_BYTES = 2 ** 31;
 
 /**
- * accumulate(acts, nb, D, Dp, m, tile, invs, tA, tQ, mean, m2, tvStd, tvVar): see nvKernel.wat.
- * All arguments are byte offsets into the heap or counts.
+ * accumulate(ptrs, nb, D, Dp, m, tile, invs, tA, tQ, mean, m2, tvStd, tvVar, relu): see
+ * nvKernel.wat. All arguments are byte offsets into the heap or counts (ptrs: nb int32 byte offsets
+ * of the samples' activations); relu is 1 to accumulate max(x, 0) of the values (NaN and -0 kept,
+ * as ONNX Runtime's Relu), 0 for the values themselves.
  */
 export type AccumulateFn = (
-  acts: number,
+  ptrs: number,
   nb: number,
   D: number,
   Dp: number,
@@ -32,6 +34,7 @@ export type AccumulateFn = (
   m2: number,
   tvStd: number,
   tvVar: number,
+  relu: number,
 ) => void;
 
 export interface NvHeap {
@@ -44,6 +47,8 @@ export interface NvHeap {
   f64(): Float64Array;
   /** A float32 view of the whole heap (index = byte offset / 4); re-fetch after ensure(). */
   f32(): Float32Array;
+  /** An int32 view of the whole heap (index = byte offset / 4); re-fetch after ensure(). */
+  i32(): Int32Array;
   accumulate: AccumulateFn;
 }
 
@@ -89,6 +94,7 @@ class WasmHeap implements NvHeap {
   private readonly memory: WasmMemory;
   private f64View: Float64Array;
   private f32View: Float32Array;
+  private i32View: Int32Array;
   readonly accumulate: AccumulateFn;
 
   constructor(module: WasmModule) {
@@ -100,6 +106,7 @@ class WasmHeap implements NvHeap {
     this.accumulate = accumulate;
     this.f64View = new Float64Array(memory.buffer);
     this.f32View = new Float32Array(memory.buffer);
+    this.i32View = new Int32Array(memory.buffer);
   }
 
   get byteLength(): number {
@@ -124,6 +131,11 @@ class WasmHeap implements NvHeap {
     if (this.f32View.buffer !== this.memory.buffer) this.f32View = new Float32Array(this.memory.buffer);
     return this.f32View;
   }
+
+  i32(): Int32Array {
+    if (this.i32View.buffer !== this.memory.buffer) this.i32View = new Int32Array(this.memory.buffer);
+    return this.i32View;
+  }
 }
 
 class JsHeap implements NvHeap {
@@ -131,6 +143,7 @@ class JsHeap implements NvHeap {
   private buffer = new ArrayBuffer(PAGE);
   private f64View = new Float64Array(this.buffer);
   private f32View = new Float32Array(this.buffer);
+  private i32View = new Int32Array(this.buffer);
 
   get byteLength(): number {
     return this.buffer.byteLength;
@@ -147,6 +160,7 @@ class JsHeap implements NvHeap {
     this.buffer = next;
     this.f64View = new Float64Array(next);
     this.f32View = new Float32Array(next);
+    this.i32View = new Int32Array(next);
   }
 
   f64(): Float64Array {
@@ -157,15 +171,57 @@ class JsHeap implements NvHeap {
     return this.f32View;
   }
 
-  readonly accumulate: AccumulateFn = (acts, nb, D, Dp, m, tile, invs, tA, tQ, mean, m2, tvStd, tvVar) =>
-    jsAccumulate(this.f64View, this.f32View, acts, nb, D, Dp, m, tile, invs, tA, tQ, mean, m2, tvStd, tvVar);
+  i32(): Int32Array {
+    return this.i32View;
+  }
+
+  readonly accumulate: AccumulateFn = (
+    ptrs,
+    nb,
+    D,
+    Dp,
+    m,
+    tile,
+    invs,
+    tA,
+    tQ,
+    mean,
+    m2,
+    tvStd,
+    tvVar,
+    relu,
+  ) =>
+    jsAccumulate(
+      this.f64View,
+      this.f32View,
+      this.i32View,
+      ptrs,
+      nb,
+      D,
+      Dp,
+      m,
+      tile,
+      invs,
+      tA,
+      tQ,
+      mean,
+      m2,
+      tvStd,
+      tvVar,
+      relu,
+    );
 }
 
-/** The scalar twin of nvKernel.wat's accumulate (same operations, same order; pad lanes included). */
+/**
+ * The scalar twin of nvKernel.wat's accumulate: per value, the same operations in the same order
+ * (the loops are nested differently, and the per-sample sums go through tA/tQ in memory, which
+ * changes no bit); pad lanes included.
+ */
 export function jsAccumulate(
   h64: Float64Array,
   h32: Float32Array,
-  acts: number,
+  hi32: Int32Array,
+  ptrs: number,
   nb: number,
   D: number,
   Dp: number,
@@ -178,11 +234,12 @@ export function jsAccumulate(
   m2: number,
   tvStd: number,
   tvVar: number,
+  relu = 0,
 ): void {
+  // max(x, floor): x < floor ? floor : x (NaN and -0 kept); -Infinity leaves every value as it is
+  const floor = relu ? 0 : Number.NEGATIVE_INFINITY;
   const invM = 1 / m;
   const invM1 = 1 / (m - 1);
-  const sampleLen = m * D; // float32 elements
-  const a0 = acts >>> 2;
   const iA = tA >>> 3;
   const iQ = tQ >>> 3;
   const iMean = mean >>> 3;
@@ -193,9 +250,10 @@ export function jsAccumulate(
     const dl = Math.min(tile, Dp - d0);
     for (let b = 0; b < nb; b++) {
       const invN = h64[(invs >>> 3) + b];
-      const p0 = a0 + b * sampleLen + d0;
+      const p0 = (hi32[(ptrs >>> 2) + b] >>> 2) + d0;
       for (let t = 0; t < dl; t++) {
-        const x = h32[p0 + t];
+        let x = h32[p0 + t];
+        if (x < floor) x = floor;
         h64[iA + t] = 0;
         h64[iQ + t] = 0;
         const k = iMean + d0 + t;
@@ -210,8 +268,11 @@ export function jsAccumulate(
         const pa = p0 + j * D;
         const srow = j * Dp + d0;
         for (let t = 0; t < dl; t++) {
-          const x = h32[pa + t];
-          const y = x - h32[p0 + t];
+          let x = h32[pa + t];
+          if (x < floor) x = floor;
+          let x0 = h32[p0 + t];
+          if (x0 < floor) x0 = floor;
+          const y = x - x0;
           h64[iA + t] = h64[iA + t] + y;
           h64[iQ + t] = h64[iQ + t] + y * y;
           const k = iMean + srow + t;

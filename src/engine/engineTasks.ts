@@ -49,7 +49,23 @@ export interface FinalizeRunResult {
   summary: Record<string, unknown>;
 }
 
-export type EngineTask = EvaluateShardTask | FinalizeRunTask;
+/**
+ * Folds partials (in the order given) into one partial, so that a scheduler can merge shards as
+ * they finish and hold one partial instead of all: finalize over [merge(p0..pk), pk+1, ...]
+ * gives the same results, bit for bit, as finalize over [p0, ..., pn].
+ */
+export interface MergePartialsTask {
+  kind: 'merge';
+  partials: Uint8Array[];
+}
+
+export interface MergePartialsResult {
+  partial: Uint8Array;
+}
+
+export type EngineTask = EvaluateShardTask | FinalizeRunTask | MergePartialsTask;
 export type EngineTaskResult<T extends EngineTask> = T extends EvaluateShardTask
   ? EvaluateShardResult
-  : FinalizeRunResult;
+  : T extends MergePartialsTask
+    ? MergePartialsResult
+    : FinalizeRunResult;

@@ -53,6 +53,8 @@ function defaultName(upload: DatasetUpload): string {
     ?.split(/[\\/]/)
     .pop()
     ?.replace(/(\.(gz|tgz|tar|zip|npz))+$/i, '')
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: removing them (PostgreSQL text cannot hold U+0000)
+    .replace(/[\u0000-\u001f\u007f]/g, '')
     .trim();
   return (base || 'dataset').slice(0, 200);
 }

@@ -29,6 +29,8 @@ export interface TempFile {
 export class BlobStore {
   readonly blobsDir: string;
   readonly tmpDir: string;
+  /** Bytes streamed through writeTemp (i.e. uploads received) since start, for GET /metrics. */
+  receivedBytes = 0;
 
   constructor(dataDir: string) {
     this.blobsDir = path.join(dataDir, 'blobs', 'sha256');
@@ -57,9 +59,13 @@ export class BlobStore {
     const tmp = this.tempPath();
     const hash = createHash('sha256');
     let size = 0;
+    const count = (n: number) => {
+      this.receivedBytes += n;
+    };
     const meter = new Transform({
       transform(chunk: Buffer, _enc, done) {
         size += chunk.length;
+        count(chunk.length);
         if (size > maxBytes) return done(new BlobTooLargeError(maxBytes));
         hash.update(chunk);
         done(null, chunk);

@@ -36,7 +36,18 @@ export async function createTestApp(
 ): Promise<TestApp> {
   const { test, db } = await createMigratedDatabase();
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'invariance-test-data-'));
-  const config = loadConfig({ DATA_DIR: dataDir, LOG_LEVEL: 'silent', ...opts.env }, overrides);
+  const config = loadConfig(
+    {
+      DATA_DIR: dataDir,
+      LOG_LEVEL: 'silent',
+      // Tests poll fast with one key, and two test files share two cores: a heavy moment must
+      // not turn into a 429 or a 503 elsewhere. test/overload.test.ts turns both on.
+      RATE_LIMIT_PER_MINUTE: '1000000',
+      MAX_EVENT_LOOP_DELAY_MS: '0',
+      ...opts.env,
+    },
+    overrides,
+  );
   const blobs = new BlobStore(dataDir);
   await blobs.init();
   const { key } = await apiKeyRepository(db.prisma).create('test-admin', ['admin']);

@@ -67,6 +67,9 @@ type FileField = (typeof FILE_FIELDS)[number];
 const MAX_CLASS_NAMES = 65_536;
 
 const badRequest = (detail: string) => new AppError(400, 'VALIDATION_FAILED', detail);
+// PostgreSQL text cannot hold U+0000; no control characters in names (as for models and runs).
+// biome-ignore lint/suspicious/noControlCharactersInRegex: this is the check for them
+const CONTROL = /[\u0000-\u001f\u007f]/;
 
 function parseClassNames(raw: string): string[] {
   let value: unknown;
@@ -79,10 +82,10 @@ function parseClassNames(raw: string): string[] {
     !Array.isArray(value) ||
     value.length === 0 ||
     value.length > MAX_CLASS_NAMES ||
-    !value.every((v) => typeof v === 'string' && v.length >= 1 && v.length <= 200)
+    !value.every((v) => typeof v === 'string' && v.length >= 1 && v.length <= 200 && !CONTROL.test(v))
   ) {
     throw badRequest(
-      `classNames must be a JSON array of 1 to ${MAX_CLASS_NAMES} non-empty strings of at most 200 characters`,
+      `classNames must be a JSON array of 1 to ${MAX_CLASS_NAMES} non-empty strings of at most 200 characters, without control characters`,
     );
   }
   return value as string[];
@@ -133,6 +136,7 @@ async function receiveUpload(req: FastifyRequest, deps: AppDeps): Promise<Datase
       if (part.fieldname === 'name') {
         const name = value.trim();
         if (name.length < 1 || name.length > 200) throw badRequest('name must have 1 to 200 characters');
+        if (CONTROL.test(name)) throw badRequest('name must not contain control characters');
         upload.name = name;
       } else if (part.fieldname === 'classNames') {
         upload.classNames = parseClassNames(value);

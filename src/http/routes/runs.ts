@@ -2,14 +2,17 @@ import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { AppDeps } from '../../app.js';
 import type { RunRequest } from '../../domain/runSpec.js';
-import { cancelRun, getResults, getRun, submitRun } from '../../services/runs.js';
+import { cancelRun, getResults, submitRun } from '../../services/runs.js';
 import { compareRuns, evaluateVerdict } from '../../services/verdicts.js';
 import { decodeCursor } from '../../store/pagination.js';
+import { findRunJson, listRunsJson } from '../../store/runQueries.js';
 import { RUN_STATUSES, runRepository } from '../../store/runRepository.js';
+import { notFound } from '../problem.js';
 
 // PostgreSQL text and jsonb cannot hold U+0000: no control characters in names and tags (as for
 // models), so such input is a 400, never a database error.
 const NO_CONTROL = '^[^\\u0000-\\u001f\\u007f]*$';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const Name = Type.String({ minLength: 1, maxLength: 200, pattern: NO_CONTROL });
 const Tag = Type.String({
   minLength: 1,
@@ -136,9 +139,11 @@ export async function runRoutes(app: FastifyInstance, deps: AppDeps) {
     return reply.status(202).header('location', `/v1/runs/${run.id}`).send(run);
   });
 
-  app.get('/v1/runs', { schema: { querystring: ListQuery } }, async (req) => {
+  // The two hot reads go straight from SQL to JSON text (src/store/runQueries.ts).
+  app.get('/v1/runs', { schema: { querystring: ListQuery } }, async (req, reply) => {
     const q = req.query as Static<typeof ListQuery>;
-    return runs.list(
+    const page = await listRunsJson(
+      deps.db.pool,
       { limit: q.limit, cursor: decodeCursor(q.cursor), direction: q.sort === 'createdAt' ? 'asc' : 'desc' },
       {
         modelId: q.modelId,
@@ -150,11 +155,15 @@ export async function runRoutes(app: FastifyInstance, deps: AppDeps) {
         createdBefore: q.createdBefore ? new Date(q.createdBefore) : undefined,
       },
     );
+    return reply.type('application/json; charset=utf-8').send(page);
   });
 
-  app.get('/v1/runs/:id', { schema: { params: IdParams } }, async (req) =>
-    getRun(runs, (req.params as Static<typeof IdParams>).id),
-  );
+  app.get('/v1/runs/:id', { schema: { params: IdParams } }, async (req, reply) => {
+    const { id } = req.params as Static<typeof IdParams>;
+    const run = UUID.test(id) ? await findRunJson(deps.db.pool, id) : null;
+    if (!run) throw notFound('run', id);
+    return reply.type('application/json; charset=utf-8').send(run);
+  });
 
   app.get('/v1/runs/:id/results', { schema: { params: IdParams } }, async (req) =>
     getResults(runs, (req.params as Static<typeof IdParams>).id),
