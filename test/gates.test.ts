@@ -91,6 +91,14 @@ describe('gates', () => {
     });
     expect(g0.message).toMatch(/^accuracy\.at\(rotate=90\) = 0\.\d+ >= 0\.50*$/);
     expect(g1.actual).toBe(results.ekld.overall);
+
+    // The engine records the samples whose prediction flips most under the sweep.
+    const ex = await t.app.inject({ method: 'GET', url: `/v1/runs/${production.id}/examples`, headers: t.auth });
+    expect(ex.statusCode, ex.body).toBe(200);
+    expectMatchesSpec('GET', '/v1/runs/{id}/examples', ex);
+    const items = ex.json().items as Array<{ index: number }>;
+    expect(items.length).toBeGreaterThan(0);
+    expect(items.every((e) => Number.isInteger(e.index) && e.index >= 0 && e.index < 200)).toBe(true);
   });
 
   it('FAIL for the plain model; a missing baseline is ERROR, not a silent pass', async () => {

@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { ClassificationAccumulator, type ClassificationState } from '../domain/classification.js';
+import { ExamplesAccumulator, type ExamplesState } from '../domain/examples.js';
 import {
   NormalizedVarianceAccumulator,
   type NvRawState,
@@ -241,6 +242,8 @@ function sweepPoints(spec: RunSpec): TransformPoint[] {
 export interface ShardPartial {
   samples: number;
   classification: ClassificationState | null;
+  /** The samples whose prediction flips most (null in partials written before it existed). */
+  examples?: ExamplesState | null;
   nv: NvRawState[];
 }
 
@@ -255,6 +258,7 @@ interface PartialHeaderV2 {
   version: 2;
   samples: number;
   classification: ClassificationState | null;
+  examples?: ExamplesState | null;
   nv: Array<
     Omit<NvRawState, 'groups'> & { groups: Array<{ class: number | null; count: number; lengths: number[] }> }
   >;
@@ -269,6 +273,7 @@ export function encodePartial(p: ShardPartial): Uint8Array {
     version: 2,
     samples: p.samples,
     classification: p.classification,
+    examples: p.examples ?? null,
     nv: p.nv.map((state) => ({
       ...state,
       groups: state.groups.map((g) => {
@@ -312,6 +317,7 @@ export function decodePartial(bytes: Uint8Array): ShardPartial {
     return {
       samples: header.samples,
       classification: header.classification,
+      ...(header.examples ? { examples: header.examples } : {}),
       nv: header.nv.map((state) => ({
         ...state,
         groups: state.groups.map((g) => {
@@ -476,6 +482,7 @@ async function evaluate(task: EvaluateShardTask): Promise<EvaluateShardResult> {
   const wantNv = spec.metrics.includes('nv');
   const sources = wantNv ? model.sources : [];
   let classification: ClassificationAccumulator | null = null;
+  let examples: ExamplesAccumulator | null = null;
   /** Accumulators of the fetched and Relu-derived layers (aliases share their target's). */
   const nv = new Map<string, NormalizedVarianceAccumulator>();
   const shapes = new Map<string, number[]>();
@@ -552,10 +559,12 @@ async function evaluate(task: EvaluateShardTask): Promise<EvaluateShardResult> {
           classes: K,
           outputIsProbability: spec.preprocessing.outputIsProbability,
         });
+        examples = new ExamplesAccumulator({ points: m, classes: K });
       }
       for (let b = 0; b < B; b++) {
         // sample b: clean at (b*Q)*K, point j at (b*Q + 1 + j)*K
         classification.addSample(batch.labels[b], logits.data, logits.data, b * Q * K, (b * Q + 1) * K, K);
+        examples?.addSample(s + b, batch.labels[b], logits.data, logits.data, b * Q * K, (b * Q + 1) * K, K);
       }
       // A Relu-derived layer reads its input's values where they are (its host's buffer).
       for (const src of sources) {
@@ -600,6 +609,7 @@ async function evaluate(task: EvaluateShardTask): Promise<EvaluateShardResult> {
   const encoded = encodePartial({
     samples: done,
     classification: classification?.toJSON() ?? null,
+    examples: examples?.toJSON() ?? null,
     nv: sources.map((src) => {
       if (src.kind !== 'alias') return states.get(src.layer)!;
       const of = states.get(src.of)!;
@@ -615,10 +625,14 @@ async function evaluate(task: EvaluateShardTask): Promise<EvaluateShardResult> {
 function mergePartials(partials: readonly Uint8Array[]): {
   samples: number;
   classification: ClassificationAccumulator | null;
+  examples: ExamplesAccumulator | null;
   nv: Map<string, NormalizedVarianceAccumulator>;
 } {
   let samples = 0;
+  // Examples only when every shard recorded them (partials of older versions did not).
+  let allExamples = true;
   let classification: ClassificationAccumulator | null = null;
+  let examples: ExamplesAccumulator | null = null;
   const nv = new Map<string, NormalizedVarianceAccumulator>();
   // One partial decoded at a time: memory does not grow with the number of partials.
   for (const bytes of partials) {
@@ -628,21 +642,29 @@ function mergePartials(partials: readonly Uint8Array[]): {
       const c = ClassificationAccumulator.fromJSON(p.classification);
       classification = classification ? classification.merge(c) : c;
     }
+    if (p.examples && allExamples) {
+      const e = ExamplesAccumulator.fromJSON(p.examples);
+      examples = examples ? examples.merge(e) : e;
+    } else {
+      allExamples = false;
+      examples = null;
+    }
     for (const state of p.nv) {
       const acc = NormalizedVarianceAccumulator.fromRawState(state);
       const prev = nv.get(state.layer);
       nv.set(state.layer, prev ? prev.merge(acc) : acc);
     }
   }
-  return { samples, classification, nv };
+  return { samples, classification, examples, nv };
 }
 
 function merge(task: MergePartialsTask): MergePartialsResult {
-  const { samples, classification, nv } = mergePartials(task.partials);
+  const { samples, classification, examples, nv } = mergePartials(task.partials);
   return {
     partial: encodePartial({
       samples,
       classification: classification?.toJSON() ?? null,
+      examples: examples?.toJSON() ?? null,
       nv: [...nv.values()].map((acc) => acc.toRawState()),
     }),
   };
@@ -650,9 +672,9 @@ function merge(task: MergePartialsTask): MergePartialsResult {
 
 function finalize(task: FinalizeRunTask): FinalizeRunResult {
   // Merged in shard order: the result does not depend on which worker ran what, or when.
-  const { classification, nv } = mergePartials(task.partials);
+  const { classification, examples, nv } = mergePartials(task.partials);
   if (!classification) throw new Error('no partial statistics to merge');
-  return buildResults(task.spec, sweepPoints(task.spec), classification, nv, task.classNames);
+  return buildResults(task.spec, sweepPoints(task.spec), classification, nv, task.classNames, examples);
 }
 
 export default async function engineTask(

@@ -1,5 +1,6 @@
 // The merged statistics of a run, shaped as the API's `/results` and the run's `summary`.
 import type { ClassificationAccumulator } from '../domain/classification.js';
+import type { ExamplesAccumulator } from '../domain/examples.js';
 import type { NormalizedVarianceAccumulator } from '../domain/normalizedVariance.js';
 import type { RunSpec } from '../domain/runSpec.js';
 import type { TransformPoint } from '../domain/sweep.js';
@@ -11,6 +12,7 @@ export function buildResults(
   classification: ClassificationAccumulator,
   nv: Map<string, NormalizedVarianceAccumulator>,
   classNames: string[],
+  examples: ExamplesAccumulator | null = null,
 ): FinalizeRunResult {
   const c = classification.finalize({
     params: points.map((p) => p.params),
@@ -35,6 +37,7 @@ export function buildResults(
     tta: c.tta,
     ...(wantEkld ? { ekld: c.ekld } : {}),
     ...(spec.metrics.includes('nv') ? { nv: nvResults } : {}),
+    ...(examples ? { examples: examples.finalize({ params: points.map((p) => p.params), classNames }) } : {}),
   };
   const summary: Record<string, unknown> = {
     samples: c.samples,
