@@ -93,7 +93,11 @@ describe('gates', () => {
     expect(g1.actual).toBe(results.ekld.overall);
 
     // The engine records the samples whose prediction flips most under the sweep.
-    const ex = await t.app.inject({ method: 'GET', url: `/v1/runs/${production.id}/examples`, headers: t.auth });
+    const ex = await t.app.inject({
+      method: 'GET',
+      url: `/v1/runs/${production.id}/examples`,
+      headers: t.auth,
+    });
     expect(ex.statusCode, ex.body).toBe(200);
     expectMatchesSpec('GET', '/v1/runs/{id}/examples', ex);
     const items = ex.json().items as Array<{ index: number }>;
