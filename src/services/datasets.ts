@@ -7,6 +7,7 @@ import { rm, stat } from 'node:fs/promises';
 import type { Config } from '../config.js';
 import { AppError, notFound } from '../http/problem.js';
 import { IngestError, type IngestSource, ingestDataset } from '../ingest/index.js';
+import { isConstraintViolation } from '../store/blobLock.js';
 import type { BlobStore, TempFile } from '../store/blobStore.js';
 import type { Database } from '../store/database.js';
 import {
@@ -14,7 +15,6 @@ import {
   type DatasetRecord,
   type DatasetRepository,
   datasetRepository,
-  isPrismaError,
   type Page,
   type PageRequest,
 } from '../store/datasetRepository.js';
@@ -135,7 +135,7 @@ export class DatasetService {
         }
       });
     } catch (err) {
-      if (isPrismaError(err, 'P2002')) {
+      if (isConstraintViolation(err, 'P2002')) {
         const existing = await this.repo.findBySha256(uploadSha256(upload));
         if (existing) return { dataset: existing, created: false };
       }
@@ -175,7 +175,7 @@ export class DatasetService {
         if (!(await tx.blobReferenced(dataset.blobSha256))) await this.deps.blobs.remove(dataset.blobSha256);
       });
     } catch (err) {
-      if (isPrismaError(err, 'P2003')) throw inUse();
+      if (isConstraintViolation(err, 'P2003')) throw inUse();
       throw err;
     }
   }

@@ -4,16 +4,16 @@ import type { Readable } from 'node:stream';
 import type { Config } from '../config.js';
 import { type Dim, inspectModel, type ModelInfo, type TensorInfo } from '../engine/onnxModel.js';
 import { AppError, notFound } from '../http/problem.js';
+import { isConstraintViolation } from '../store/blobLock.js';
 import { type BlobStore, BlobTooLargeError, type TempFile } from '../store/blobStore.js';
-import {
-  isConstraintViolation,
-  type Layout,
-  type ModelFilter,
-  type ModelRecord,
-  type ModelRepository,
-  type Page,
-  type PageRequest,
-  type Preprocessing,
+import type {
+  Layout,
+  ModelFilter,
+  ModelRecord,
+  ModelRepository,
+  Page,
+  PageRequest,
+  Preprocessing,
 } from '../store/modelRepository.js';
 
 export interface ModelDeps {

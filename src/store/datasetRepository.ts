@@ -1,6 +1,7 @@
 // Datasets table: plain records in and out (no Prisma types leak past this file).
 import { randomUUID } from 'node:crypto';
-import { Prisma, type PrismaClient, type Dataset as Row } from '../generated/prisma/client.js';
+import type { Prisma, PrismaClient, Dataset as Row } from '../generated/prisma/client.js';
+import { blobReferenced, withBlobLock } from './blobLock.js';
 import { afterCursor, decodeCursor, pageOrder, toPage } from './pagination.js';
 
 export type DatasetFormat = 'idx' | 'zip' | 'tar' | 'npz';
@@ -130,11 +131,7 @@ function queries(db: Client) {
 
     /** Whether any row (dataset or model) still refers to the blob with this hash. */
     async blobReferenced(sha256: string): Promise<boolean> {
-      const [datasets, models] = await Promise.all([
-        db.dataset.count({ where: { blobSha256: sha256 } }),
-        db.model.count({ where: { sha256 } }),
-      ]);
-      return datasets + models > 0;
+      return blobReferenced(db, sha256);
     },
   };
 }
@@ -153,19 +150,6 @@ export interface DatasetRepository extends DatasetQueries {
 export function datasetRepository(prisma: PrismaClient): DatasetRepository {
   return {
     ...queries(prisma),
-    withBlobLock(sha256, fn) {
-      return prisma.$transaction(
-        async (tx) => {
-          await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtextextended(${`blob:${sha256}`}, 0))`;
-          return fn(queries(tx));
-        },
-        { timeout: 60_000, maxWait: 60_000 },
-      );
-    },
+    withBlobLock: (sha256, fn) => withBlobLock(prisma, sha256, queries, fn),
   };
-}
-
-/** A unique-constraint (P2002) or foreign-key (P2003) violation from Prisma. */
-export function isPrismaError(err: unknown, code: 'P2002' | 'P2003'): boolean {
-  return err instanceof Prisma.PrismaClientKnownRequestError && err.code === code;
 }

@@ -1,7 +1,8 @@
 // Models table: plain records in and out (no Prisma types leak past this file).
 import { randomUUID } from 'node:crypto';
 import type { LayerInfo, TensorInfo } from '../engine/onnxModel.js';
-import { Prisma, type PrismaClient, type Model as Row } from '../generated/prisma/client.js';
+import type { Prisma, PrismaClient, Model as Row } from '../generated/prisma/client.js';
+import { blobReferenced, withBlobLock } from './blobLock.js';
 import { afterCursor, decodeCursor, pageOrder, toPage } from './pagination.js';
 
 export type Layout = 'NCHW' | 'NHWC';
@@ -132,11 +133,7 @@ function queries(db: Client) {
 
     /** Whether any row (model or dataset) still refers to the blob with this hash. */
     async blobReferenced(sha256: string): Promise<boolean> {
-      const [models, datasets] = await Promise.all([
-        db.model.count({ where: { sha256 } }),
-        db.dataset.count({ where: { OR: [{ sha256 }, { blobSha256: sha256 }] } }),
-      ]);
-      return models + datasets > 0;
+      return blobReferenced(db, sha256);
     },
   };
 }
@@ -155,19 +152,6 @@ export interface ModelRepository extends ModelQueries {
 export function modelRepository(prisma: PrismaClient): ModelRepository {
   return {
     ...queries(prisma),
-    withBlobLock(sha256, fn) {
-      return prisma.$transaction(
-        async (tx) => {
-          await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtextextended(${`blob:${sha256}`}, 0))`;
-          return fn(queries(tx));
-        },
-        { timeout: 60_000, maxWait: 60_000 },
-      );
-    },
+    withBlobLock: (sha256, fn) => withBlobLock(prisma, sha256, queries, fn),
   };
-}
-
-/** A unique-constraint (P2002) or foreign-key (P2003) violation from Prisma. */
-export function isConstraintViolation(err: unknown, code: 'P2002' | 'P2003'): boolean {
-  return err instanceof Prisma.PrismaClientKnownRequestError && err.code === code;
 }
