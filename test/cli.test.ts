@@ -349,6 +349,10 @@ describe('invariance CLI against a real server', () => {
     expect(md).toMatch(/\| \*\*Accuracy\*\* \| clean \d\.\d{4} · mean \d\.\d{4} · min \d\.\d{4}/);
     expect(md).toContain('| `/Relu_output_0` | mean |');
     expect(md).toContain('| rotate=90 |');
+    // The server-rendered charts are saved beside the Markdown and linked from it.
+    expect(md).toContain('![accuracy](first-accuracy.svg)');
+    const svg = await readFile(path.join(tmp, 'first-accuracy.svg'), 'utf8');
+    expect(svg).toMatch(/^<svg[\s\S]*<\/svg>\s*$/);
   });
 
   it('a second eval reuses the model and the dataset and prints the results table', async () => {

@@ -1,5 +1,7 @@
 // What the commands share: where output goes, the connection flags, report output.
 import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { ApiClient } from '../api/client.js';
 import { UsageError } from '../errors.js';
 import { HELP } from '../help.js';
@@ -48,12 +50,38 @@ export function printJson(io: Io, value: unknown) {
   io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
+/**
+ * Downloads the run's server-rendered charts next to the Markdown file (`<name>-accuracy.svg`, ...).
+ * A chart the run has no data for (409) or any failure just leaves that chart out.
+ */
+async function saveCharts(client: ApiClient, runId: string, markdownFile: string) {
+  const dir = path.dirname(markdownFile);
+  const stem = path.basename(markdownFile).replace(/\.(md|markdown)$/i, '');
+  const saved: Array<{ name: string; file: string; url: string }> = [];
+  for (const name of ['accuracy', 'ekld', 'nv']) {
+    const url = client.url(`/v1/runs/${encodeURIComponent(runId)}/charts/${name}.svg`);
+    try {
+      const res = await fetch(url, { headers: { ...client.headers(), accept: 'image/svg+xml' } });
+      if (!res.ok) continue;
+      const file = `${stem}-${name}.svg`;
+      await writeFile(path.join(dir, file), await res.text());
+      saved.push({ name, file, url: url.toString() });
+    } catch {
+      // a chart is a nicety: the report stands without it
+    }
+  }
+  return saved;
+}
+
 /** Prints a finished (or abandoned) run's report and writes the report files; returns the exit code. */
 export async function emitReport(
   io: Io,
   report: Report,
-  opts: { json?: boolean; files: ReportFiles },
+  opts: { json?: boolean; files: ReportFiles; client?: ApiClient },
 ): Promise<number> {
+  if (opts.files.markdown && opts.client && report.results) {
+    report.charts = await saveCharts(opts.client, report.run.id, opts.files.markdown);
+  }
   await writeReportFiles(report, opts.files);
   if (opts.json) printJson(io, jsonReport(report));
   else io.stdout.write(renderReport(report));

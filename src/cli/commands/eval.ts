@@ -225,7 +225,7 @@ export async function evalCommand(argv: string[], io: Io): Promise<number> {
       model: modelRef(model, modelReused),
       dataset: datasetRef(dataset, datasetReused),
     }),
-    { json: values.json, files: { junit: values.junit, markdown: values.markdown } },
+    { json: values.json, files: { junit: values.junit, markdown: values.markdown }, client },
   );
 }
 

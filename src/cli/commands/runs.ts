@@ -141,6 +141,7 @@ export async function runsCommand(argv: string[], io: Io): Promise<number> {
     return emitReport(io, report, {
       json: values.json,
       files: { junit: values.junit, markdown: values.markdown },
+      client,
     });
   }
 
@@ -176,6 +177,7 @@ export async function runsCommand(argv: string[], io: Io): Promise<number> {
     return emitReport(io, report, {
       json: values.json,
       files: { junit: values.junit, markdown: values.markdown },
+      client,
     });
   }
 

@@ -135,5 +135,12 @@ export function renderMarkdown(r: Report): string {
       '',
     );
   }
+  if (r.charts?.length) {
+    out.push('#### Charts', '');
+    // Relative links: the SVGs are saved beside this file (CI uploads them together); the
+    // service's URLs need an API key, so they are given as text, not as image sources.
+    for (const c of r.charts) out.push(`![${c.name}](${encodeURI(c.file)})`, '');
+    out.push(r.charts.map((c) => `${c.name}: ${code(c.url)}`).join(' · '), '');
+  }
   return out.join('\n');
 }

@@ -42,6 +42,8 @@ export interface Report {
   verdict: Verdict | null;
   /** The gates asked for (from the request): reported as not evaluated when there is no verdict. */
   gates: Gate[];
+  /** Server-rendered SVG charts saved next to the Markdown file (relative file names). */
+  charts?: Array<{ name: string; file: string; url: string }>;
 }
 
 export function modelRef(m: Model, reused?: boolean): ItemRef {
