@@ -5,11 +5,14 @@
 // (-180..150 step 30) + the clean image = 13 images per sample; accuracy, eKLD and NV on every
 // layer (aggregations none and mean), with the fixture CNN.
 //
-// - sweep: the shards of planShards executed by the engine pool (createEnginePool, WORKERS x
-//   ORT_THREADS) with the real shard task (read, transform graph, model with layer outputs,
-//   accumulators, serialised partials), then the real finalize task (merge + results).
+// - sweep: the shards of planShards (SHARD_INFERENCES from the environment, default 8,000)
+//   executed by the engine pool (createEnginePool, WORKERS x ORT_THREADS) with the real shard task
+//   (read, transform graph, model with layer outputs, accumulators, serialised partials), one
+//   shard in flight per thread; finished partials folded in shard order with the merge task; then
+//   the real finalize task (merge + results). The N x 13 images' RSS peak is that of this phase.
 // - bare: the same N x 13 images, pre-transformed and normalised in memory (the model's input
-//   format), run through the plain model (no extra outputs) in large batches, with the same
+//   format; the 1,000 distinct samples' views, cycled for N > 1,000), run through the plain model
+//   (no extra outputs) in batches of --bare-batch, with the same
 //   threads: WORKERS worker threads of one session with ORT_THREADS intra-op threads each
 //   ("threads"), and one session with WORKERS x ORT_THREADS intra-op threads ("intra"); the faster
 //   of the two is the baseline.
