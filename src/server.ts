@@ -44,6 +44,32 @@ async function loadEmbeddedPostgres() {
   return mod;
 }
 
+/**
+ * pg-boss does not await some of its own queries (completing or failing a job): while the database
+ * restarts, those reject with nobody to catch them, and Node would exit. Connection losses are
+ * transient (pg-boss retries the job after its expiry, our janitor re-issues shards), so they are
+ * logged and survived; any other unhandled rejection is a bug and still ends the process.
+ */
+function isConnectionLoss(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return false;
+  // 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now, 08xxx connection exceptions
+  return (
+    /^(57P0[123]|08\w{3})$/.test(code) || ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(code)
+  );
+}
+
+process.on('unhandledRejection', (err) => {
+  if (isConnectionLoss(err)) {
+    process.stderr.write(`database connection lost (${(err as Error).message}); carrying on\n`);
+    return;
+  }
+  process.stderr.write(
+    `unhandled rejection: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
+  process.exit(1);
+});
+
 async function main() {
   // A signal during start-up (a deploy that changes its mind) is held until the service is up,
   // then shuts it down like any other: nothing is left half-started. A second signal, or a

@@ -1,0 +1,88 @@
+// The database restarted mid-run: the service reconnects and the run completes. Uses its own
+// embedded PostgreSQL (the shared test server must not be restarted).
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { type EmbeddedDatabase, freePort, startEmbeddedPostgres } from '../src/store/embeddedPostgres.js';
+import {
+  api,
+  type ChildServer,
+  killChildServers,
+  startChildServer,
+  uploadFixtures,
+} from './helpers/childServer.js';
+
+const KEY = `inv_test_${randomBytes(12).toString('hex')}`;
+let dir: string;
+let port: number;
+let db: EmbeddedDatabase | null = null;
+let server: ChildServer;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'invariance-dbrestart-'));
+  port = await freePort();
+  db = await startEmbeddedPostgres({ dir: path.join(dir, 'pg'), port });
+  server = await startChildServer({
+    DATABASE_URL: db.url,
+    DATA_DIR: path.join(dir, 'data'),
+    INVARIANCE_ADMIN_KEY: KEY,
+    WORKERS: '1',
+    SHARD_INFERENCES: '300',
+    SHARD_STALE_SECONDS: '3',
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await killChildServers();
+  await db?.stop().catch(() => undefined);
+  await rm(dir, { recursive: true, force: true });
+}, 60_000);
+
+it('a database restart mid-run: the service reconnects and finishes the run', async () => {
+  const ids = await uploadFixtures(server);
+  const submitted = await api<{ id: string }>(server, 'POST', '/v1/runs', {
+    ...ids,
+    transforms: [{ type: 'rotate', values: [0, 90, 180] }],
+    metrics: ['accuracy', 'ekld', 'nv'],
+    nv: { layers: ['logits'] },
+    limit: 1000,
+  });
+  expect(submitted.status).toBe(202);
+  const id = submitted.body.id;
+
+  // Wait until some shards are done, then restart PostgreSQL under the running service.
+  const probe = new pg.Client({ connectionString: db!.url });
+  await probe.connect();
+  for (;;) {
+    const { rows } = await probe.query(
+      `SELECT count(*)::int AS n FROM run_shards WHERE run_id = $1 AND status = 'done'`,
+      [id],
+    );
+    if (rows[0].n >= 1) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await probe.end();
+  await db!.stop();
+  await new Promise((r) => setTimeout(r, 1500));
+  db = await startEmbeddedPostgres({ dir: path.join(dir, 'pg'), port });
+
+  const deadline = Date.now() + 120_000;
+  let status = '';
+  while (Date.now() < deadline) {
+    const res = await api<{ status: string; error: unknown }>(server, 'GET', `/v1/runs/${id}`).catch(
+      () => null,
+    );
+    status = res?.body?.status ?? '';
+    if (status && !['queued', 'running'].includes(status)) break;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  expect(status, server.output()).toBe('succeeded');
+  expect(server.alive()).toBe(true);
+  const results = await api<{ samples: number }>(server, 'GET', `/v1/runs/${id}/results`);
+  expect(results.body.samples).toBe(1000);
+  const ready = await api(server, 'GET', '/readyz');
+  expect(ready.status).toBe(200);
+});
