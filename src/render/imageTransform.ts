@@ -9,16 +9,9 @@
 // - brightness / contrast / noise clip to [0,1]; gamma does not; blur is separable with reflect
 //   padding and radius ceil(3 sigma); dilate / erode take the max / min over a k x k window
 //   (floor(k/2) before, the rest after; outside pixels ignored); background replaces exact zeros.
+import { reduceOps } from '../engine/transformGraph.js';
 import { fillGaussian } from '../engine/transformNoise.js';
-import {
-  forwardMatrix,
-  IDENTITY3,
-  invertAffine3,
-  isGeometric,
-  type Mat3,
-  matMul3,
-  type TransformOps,
-} from '../engine/transformOps.js';
+import type { Mat3, TransformOps } from '../engine/transformOps.js';
 
 export interface PlanarImage {
   /** [C, H, W], values in [0,1]. */
@@ -29,7 +22,6 @@ export interface PlanarImage {
 }
 
 const INTEGER_TOLERANCE = 1e-6;
-const IDENTITY_TOLERANCE = 1e-12;
 
 function warp(img: PlanarImage, inverse: Mat3, fill: number): Float32Array {
   const { channels: C, height: H, width: W, data } = img;
@@ -156,98 +148,50 @@ function morph(img: PlanarImage, k: number, max: boolean): Float32Array {
   return out;
 }
 
-function finite(v: number, what: string): number {
-  if (!Number.isFinite(v)) throw new RangeError(`${what} must be a finite number (got ${v})`);
-  return v;
-}
 
 /**
  * Applies one point's ops to one image. `sampleIndex` is the image's global dataset index (it
  * seeds gaussian_noise, as in a run). Throws RangeError for invalid parameters.
  */
 export function transformImage(img: PlanarImage, ops: TransformOps, sampleIndex: number): PlanarImage {
-  const { width: W, height: H } = img;
   let cur = img;
   const set = (data: Float32Array) => {
     cur = { ...cur, data };
   };
   const map = (f: (v: number) => number) => set(cur.data.map(f));
-  let forward: Mat3 | null = null;
-  let fill: number | null = null;
-  const flush = () => {
-    if (forward && !forward.every((v, i) => Math.abs(v - IDENTITY3[i]) <= IDENTITY_TOLERANCE)) {
-      set(warp(cur, invertAffine3(forward), fill ?? 0));
-    }
-    forward = null;
-    fill = null;
-  };
-  for (const op of ops) {
-    if (isGeometric(op)) {
-      const flip = op.type === 'hflip' || op.type === 'vflip';
-      const opFill = finite(op.fill ?? 0, `${op.type}.fill`);
-      if (!flip && fill !== null && fill !== opFill) flush();
-      const m = forwardMatrix(op, W, H);
-      for (const v of m) finite(v, `${op.type} parameters`);
-      forward = forward ? matMul3(m, forward) : m;
-      if (!flip) fill = opFill;
-      continue;
-    }
-    flush();
-    switch (op.type) {
-      case 'identity':
+  // The same reduction (composed warps, validated parameters, no-ops dropped) as the engine's
+  // transform graphs; only the execution differs.
+  for (const stage of reduceOps(ops, img)) {
+    switch (stage.kind) {
+      case 'warp':
+        set(warp(cur, stage.inverse, stage.fill));
         break;
-      case 'brightness': {
-        const delta = finite(op.delta, 'brightness');
-        if (delta !== 0) map((v) => clip01(v + delta));
+      case 'brightness':
+        map((v) => clip01(v + stage.delta));
+        break;
+      case 'contrast':
+        map((v) => clip01((v - 0.5) * stage.factor + 0.5));
+        break;
+      case 'gamma':
+        map((v) => v ** stage.g);
+        break;
+      case 'noise': {
+        const z = new Float32Array(cur.data.length);
+        fillGaussian(z, 0, z.length, stage.seed, sampleIndex, stage.sigma);
+        set(cur.data.map((v, i) => clip01(v + z[i])));
         break;
       }
-      case 'contrast': {
-        const factor = finite(op.factor, 'contrast');
-        if (factor !== 1) map((v) => clip01((v - 0.5) * factor + 0.5));
+      case 'blur':
+        set(blur(cur, stage.sigma));
         break;
-      }
-      case 'gamma': {
-        const g = finite(op.g, 'gamma');
-        if (!(g > 0)) throw new RangeError(`gamma must be > 0 (got ${g})`);
-        if (g !== 1) map((v) => v ** g);
-        break;
-      }
-      case 'gaussian_noise': {
-        const sigma = finite(op.sigma, 'gaussian_noise');
-        if (sigma < 0) throw new RangeError(`gaussian_noise sigma must be >= 0 (got ${sigma})`);
-        if (sigma !== 0) {
-          const z = new Float32Array(cur.data.length);
-          fillGaussian(
-            z,
-            0,
-            z.length,
-            Math.trunc(finite(op.seed, 'gaussian_noise seed')),
-            sampleIndex,
-            sigma,
-          );
-          const src = cur.data;
-          set(src.map((v, i) => clip01(v + z[i])));
-        }
-        break;
-      }
-      case 'gaussian_blur': {
-        const sigma = finite(op.sigma, 'gaussian_blur');
-        if (sigma < 0) throw new RangeError(`gaussian_blur sigma must be >= 0 (got ${sigma})`);
-        if (sigma !== 0) set(blur(cur, sigma));
-        break;
-      }
       case 'dilate':
       case 'erode':
-        if (!Number.isInteger(op.k) || op.k < 1) throw new RangeError(`${op.type} k must be an integer >= 1`);
-        if (op.k > 1) set(morph(cur, op.k, op.type === 'dilate'));
+        set(morph(cur, stage.k, stage.kind === 'dilate'));
         break;
-      case 'background': {
-        const value = finite(op.value, 'background');
-        if (value !== 0) map((v) => (v === 0 ? value : v));
+      case 'background':
+        map((v) => (v === 0 ? stage.value : v));
         break;
-      }
     }
   }
-  flush();
   return cur;
 }
