@@ -148,7 +148,6 @@ function morph(img: PlanarImage, k: number, max: boolean): Float32Array {
   return out;
 }
 
-
 /**
  * Applies one point's ops to one image. `sampleIndex` is the image's global dataset index (it
  * seeds gaussian_noise, as in a run). Throws RangeError for invalid parameters.

@@ -76,7 +76,9 @@ describe('transformImage (thumbnails) matches the engine', () => {
   it('refuses invalid parameters', () => {
     const img = { data: image, channels: C, height: H, width: W };
     expect(() => transformImage(img, [{ type: 'gamma', g: 0 }], 0)).toThrow(/gamma\.g must be > 0/);
-    expect(() => transformImage(img, [{ type: 'dilate', k: 1.5 }], 0)).toThrow(/dilate\.k must be an integer/);
+    expect(() => transformImage(img, [{ type: 'dilate', k: 1.5 }], 0)).toThrow(
+      /dilate\.k must be an integer/,
+    );
     expect(() => transformImage(img, [{ type: 'affine', matrix: [0, 0, 0, 0, 0, 0] }], 0)).toThrow();
   });
 });
