@@ -12,6 +12,7 @@ import {
 } from '../domain/runSpec.js';
 import { AppError, notFound } from '../http/problem.js';
 import { onClient, shardJob } from '../jobs/queue.js';
+import { isUuid } from '../store/ids.js';
 import type { RunRepository, RunView } from '../store/runRepository.js';
 
 export interface RunServiceDeps {
@@ -24,8 +25,6 @@ export interface RunServiceDeps {
   /** Split at least this many ways so every engine thread gets work. */
   minShards: number;
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function planShards(
   samples: number,
@@ -46,10 +45,10 @@ export function planShards(
 export async function submitRun(deps: RunServiceDeps, req: RunRequest): Promise<RunView> {
   const { pool } = deps;
   const [model, dataset] = await Promise.all([
-    UUID.test(req.modelId)
+    isUuid(req.modelId)
       ? pool.query('SELECT inputs, outputs, layers, preprocessing FROM models WHERE id = $1', [req.modelId])
       : null,
-    UUID.test(req.datasetId)
+    isUuid(req.datasetId)
       ? pool.query('SELECT count, width, height, channels, classes FROM datasets WHERE id = $1', [
           req.datasetId,
         ])
@@ -116,13 +115,13 @@ export async function submitRun(deps: RunServiceDeps, req: RunRequest): Promise<
 }
 
 export async function getRun(runs: RunRepository, id: string): Promise<RunView> {
-  const run = UUID.test(id) ? await runs.findById(id) : null;
+  const run = isUuid(id) ? await runs.findById(id) : null;
   if (!run) throw notFound('run', id);
   return run;
 }
 
 export async function getResults(runs: RunRepository, id: string): Promise<unknown> {
-  const row = UUID.test(id) ? await runs.results(id) : null;
+  const row = isUuid(id) ? await runs.results(id) : null;
   if (!row) throw notFound('run', id);
   if (row.status !== 'succeeded') {
     throw new AppError(

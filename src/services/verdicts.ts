@@ -15,8 +15,7 @@ import {
 } from '../domain/gates.js';
 import type { Baseline } from '../domain/runSpec.js';
 import { AppError, notFound } from '../http/problem.js';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+import { isUuid } from '../store/ids.js';
 
 export interface ResolvedBaseline {
   runId: string | null;
@@ -35,7 +34,7 @@ export async function resolveBaseline(
 ): Promise<ResolvedBaseline> {
   if (!baseline) return { runId: null, results: null, reason: 'no baseline was given' };
   if ('runId' in baseline) {
-    const { rows } = UUID.test(baseline.runId)
+    const { rows } = isUuid(baseline.runId)
       ? await pool.query<{ status: string; results: RunResults | null }>(
           'SELECT status, results FROM runs WHERE id = $1',
           [baseline.runId],
@@ -81,7 +80,7 @@ export async function computeVerdict(
 }
 
 async function finishedRun(pool: pg.Pool, id: string) {
-  const { rows } = UUID.test(id)
+  const { rows } = isUuid(id)
     ? await pool.query<{
         id: string;
         dataset_id: string;

@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Prisma, PrismaClient, Dataset as Row } from '../generated/prisma/client.js';
 import { blobReferenced, withBlobLock } from './blobLock.js';
+import { isUuid } from './ids.js';
 import { afterCursor, decodeCursor, pageOrder, toPage } from './pagination.js';
 
 export type DatasetFormat = 'idx' | 'zip' | 'tar' | 'npz';
@@ -48,9 +49,6 @@ export interface Page<T> {
   items: T[];
   nextCursor: string | null;
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const isUuid = (id: string) => UUID.test(id);
 
 type Client = Prisma.TransactionClient;
 

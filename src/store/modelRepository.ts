@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { LayerInfo, TensorInfo } from '../engine/onnxModel.js';
 import type { Prisma, PrismaClient, Model as Row } from '../generated/prisma/client.js';
 import { blobReferenced, withBlobLock } from './blobLock.js';
+import { isUuid } from './ids.js';
 import { afterCursor, decodeCursor, pageOrder, toPage } from './pagination.js';
 
 export type Layout = 'NCHW' | 'NHWC';
@@ -49,9 +50,6 @@ export interface Page<T> {
   items: T[];
   nextCursor: string | null;
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-export const isUuid = (id: string) => UUID.test(id);
 
 type Client = Prisma.TransactionClient;
 

@@ -2,6 +2,7 @@ import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { AppDeps } from '../../app.js';
 import { type ApiKeyRecord, apiKeyRepository, SCOPES } from '../../store/apiKeys.js';
+import { isUuid } from '../../store/ids.js';
 import { notFound } from '../problem.js';
 
 const CreateBody = Type.Object(
@@ -16,7 +17,6 @@ const CreateBody = Type.Object(
   { additionalProperties: false },
 );
 const IdParams = Type.Object({ id: Type.String({ maxLength: 100 }) });
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function present(k: ApiKeyRecord) {
   return {
@@ -52,7 +52,7 @@ export async function apiKeyRoutes(app: FastifyInstance, deps: AppDeps) {
     { config: { scope: 'admin' }, schema: { params: IdParams } },
     async (req, reply) => {
       const { id } = req.params as Static<typeof IdParams>;
-      if (!UUID.test(id) || !(await keys.revoke(id))) throw notFound('API key', id);
+      if (!isUuid(id) || !(await keys.revoke(id))) throw notFound('API key', id);
       if (req.apiKey?.id === id) req.log.warn({ keyId: id }, 'an API key revoked itself');
       return reply.status(204).send();
     },

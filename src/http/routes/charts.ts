@@ -10,11 +10,11 @@ import {
   ChartUnavailableError,
   renderChart,
 } from '../../render/charts.js';
+import { isUuid } from '../../store/ids.js';
 import { modelRepository } from '../../store/modelRepository.js';
 import { runRepository } from '../../store/runRepository.js';
 import { AppError, notFound } from '../problem.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ChartParams = Type.Object({
   id: Type.String({ maxLength: 100 }),
   chart: Type.String({ maxLength: 40 }),
@@ -34,7 +34,7 @@ export async function chartRoutes(app: FastifyInstance, deps: AppDeps) {
         `no chart ${chart}; charts: ${CHART_NAMES.map((c) => `${c}.svg`).join(', ')}`,
       );
     }
-    const run = UUID.test(id) ? await runs.findById(id) : null;
+    const run = isUuid(id) ? await runs.findById(id) : null;
     if (!run) throw notFound('run', id);
     if (run.status !== 'succeeded') {
       throw new AppError(

@@ -15,10 +15,9 @@ import {
   TransformParamError,
 } from '../../render/datasetImage.js';
 import { datasetRepository } from '../../store/datasetRepository.js';
+import { isUuid } from '../../store/ids.js';
 import { runRepository } from '../../store/runRepository.js';
 import { AppError, notFound } from '../problem.js';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const IdParams = Type.Object({ id: Type.String({ maxLength: 100 }) });
 const ExamplesQuery = Type.Object(
@@ -53,7 +52,7 @@ export async function exampleRoutes(app: FastifyInstance, deps: AppDeps) {
     async (req) => {
       const { id } = req.params as Static<typeof IdParams>;
       const { limit } = req.query as Static<typeof ExamplesQuery>;
-      const run = UUID.test(id) ? await runs.findById(id) : null;
+      const run = isUuid(id) ? await runs.findById(id) : null;
       if (!run) throw notFound('run', id);
       if (run.status !== 'succeeded') {
         throw new AppError(
@@ -100,7 +99,7 @@ export async function exampleRoutes(app: FastifyInstance, deps: AppDeps) {
     async (req, reply) => {
       const { id, index: indexText } = req.params as Static<typeof ImageParams>;
       const q = req.query as Static<typeof ImageQuery>;
-      const dataset = UUID.test(id) ? await datasets.findById(id) : null;
+      const dataset = isUuid(id) ? await datasets.findById(id) : null;
       if (!dataset) throw notFound('dataset', id);
       const index = Number(indexText);
       if (index >= dataset.count) {

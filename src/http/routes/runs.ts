@@ -4,6 +4,7 @@ import type { AppDeps } from '../../app.js';
 import type { RunRequest } from '../../domain/runSpec.js';
 import { cancelRun, getResults, submitRun } from '../../services/runs.js';
 import { compareRuns, evaluateVerdict } from '../../services/verdicts.js';
+import { isUuid } from '../../store/ids.js';
 import { decodeCursor } from '../../store/pagination.js';
 import { findRunJson, listRunsJson } from '../../store/runQueries.js';
 import { RUN_STATUSES, runRepository } from '../../store/runRepository.js';
@@ -12,7 +13,6 @@ import { notFound } from '../problem.js';
 // PostgreSQL text and jsonb cannot hold U+0000: no control characters in names and tags (as for
 // models), so such input is a 400, never a database error.
 const NO_CONTROL = '^[^\\u0000-\\u001f\\u007f]*$';
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const Name = Type.String({ minLength: 1, maxLength: 200, pattern: NO_CONTROL });
 const Tag = Type.String({
   minLength: 1,
@@ -160,7 +160,7 @@ export async function runRoutes(app: FastifyInstance, deps: AppDeps) {
 
   app.get('/v1/runs/:id', { schema: { params: IdParams } }, async (req, reply) => {
     const { id } = req.params as Static<typeof IdParams>;
-    const run = UUID.test(id) ? await findRunJson(deps.db.pool, id) : null;
+    const run = isUuid(id) ? await findRunJson(deps.db.pool, id) : null;
     if (!run) throw notFound('run', id);
     return reply.type('application/json; charset=utf-8').send(run);
   });

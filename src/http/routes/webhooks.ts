@@ -3,6 +3,7 @@ import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { AppDeps } from '../../app.js';
 import { WEBHOOK_EVENTS } from '../../jobs/webhooks.js';
+import { isUuid } from '../../store/ids.js';
 import { afterCursor, decodeCursor, pageOrder, toPage } from '../../store/pagination.js';
 import { AppError, notFound } from '../problem.js';
 
@@ -26,7 +27,6 @@ const PageQuery = Type.Object(
   },
   { additionalProperties: false },
 );
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 interface WebhookRow {
   id: string;
@@ -63,7 +63,7 @@ export async function webhookRoutes(app: FastifyInstance, deps: AppDeps) {
   const admin = { config: { scope: 'admin' as const } };
 
   async function find(id: string) {
-    const hook = UUID.test(id) ? await prisma.webhook.findFirst({ where: { id, deletedAt: null } }) : null;
+    const hook = isUuid(id) ? await prisma.webhook.findFirst({ where: { id, deletedAt: null } }) : null;
     if (!hook) throw notFound('webhook', id);
     return hook;
   }
