@@ -5,11 +5,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, onTestFailed } from 'vitest';
 import { type EmbeddedDatabase, freePort, startEmbeddedPostgres } from '../src/store/embeddedPostgres.js';
 import {
   api,
   type ChildServer,
+  dumpChildOutputs,
   killChildServers,
   startChildServer,
   uploadFixtures,
@@ -29,6 +30,8 @@ beforeAll(async () => {
     DATABASE_URL: db.url,
     DATA_DIR: path.join(dir, 'data'),
     INVARIANCE_ADMIN_KEY: KEY,
+    // info: shard failures, janitor failures and requeues are in the output dumped on failure.
+    LOG_LEVEL: 'info',
     WORKERS: '1',
     SHARD_INFERENCES: '300',
     SHARD_STALE_SECONDS: '3',
@@ -42,6 +45,7 @@ afterAll(async () => {
 }, 60_000);
 
 it('a database restart mid-run: the service reconnects and finishes the run', async () => {
+  onTestFailed(() => dumpChildOutputs());
   const ids = await uploadFixtures(server);
   const submitted = await api<{ id: string }>(server, 'POST', '/v1/runs', {
     ...ids,

@@ -2,7 +2,15 @@
 // their partial statistics, and the last one to finish schedules the merge. Every step is an
 // idempotent UPDATE guarded by the current state, so redelivered jobs, crashed workers and
 // several instances on one database all converge on the same result.
+//
+// Partial statistics (up to tens of MB per shard) live in files under DATA_DIR/partials/<run>/,
+// not in the database: pg returns bytea as hex text, and decoding it blocked the main thread
+// (and so the API) for ~0.2 s per 26 MB. A shard's row names its file, set in the same UPDATE
+// that marks it done, after the file is synced: a crash at any point leaves at most a file no
+// row names (removed with its run), never a done shard without its statistics.
 import { randomUUID } from 'node:crypto';
+import { access, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
 import type pg from 'pg';
 import type PgBoss from 'pg-boss';
 import type { RunResults } from '../domain/gates.js';
@@ -12,6 +20,7 @@ import {
   CONTROL_SLOTS,
   CONTROL_STOP,
   type EvaluateShardResult,
+  type FinalizeRunResult,
   STOP_LOST,
   STOP_NONE,
   STOP_RUN_OVER,
@@ -20,6 +29,7 @@ import {
 import type { EnginePool } from '../engine/workerPool.js';
 import { computeVerdict } from '../services/verdicts.js';
 import type { BlobStore } from '../store/blobStore.js';
+import { isUuid } from '../store/ids.js';
 import { FINALIZE_QUEUE, onClient, QUEUE_SCHEMA, SHARD_QUEUE, type ShardJobData, shardJob } from './queue.js';
 
 export interface LifecycleDeps {
@@ -30,6 +40,13 @@ export interface LifecycleDeps {
   workerId: string;
   heartbeatMs: number;
   staleAfterMs: number;
+  /** DATA_DIR/partials: one folder per run with the partial statistics of its done shards. */
+  partialsDir: string;
+  /**
+   * SHARD_RETRIES. Also how many times a shard may be re-issued after its worker died running it
+   * (no heartbeat): a shard that brings its process down would otherwise be re-issued forever.
+   */
+  shardRetries: number;
   log: (obj: Record<string, unknown>, msg: string) => void;
 }
 
@@ -37,6 +54,8 @@ interface ClaimedShard {
   start: number;
   count: number;
   attempts: number;
+  /** Times a worker stopped heart-beating while running it, this claim's takeover included. */
+  abandoned: number;
 }
 
 interface RunContext {
@@ -74,8 +93,8 @@ async function updateRunProgress(client: pg.Pool | pg.PoolClient, runId: string)
   );
 }
 
-export async function failRun(pool: pg.Pool, runId: string, error: Record<string, unknown>) {
-  await pool.query(
+export async function failRun(db: pg.Pool | pg.PoolClient, runId: string, error: Record<string, unknown>) {
+  await db.query(
     `UPDATE runs SET status = 'failed', error = $2, finished_at = now() WHERE id = $1 AND status IN ${ACTIVE}`,
     [runId, JSON.stringify(error)],
   );
@@ -115,14 +134,17 @@ export function createShardHandler(deps: LifecycleDeps) {
         await handBackUnclaimed(runId, index);
         return;
       }
+      // Taking over a running shard whose worker stopped heart-beating counts as one abandonment
+      // of it, as when the janitor hands it back (SET sees the row as it was).
       const claim = await pool.query<ClaimedShard>(
         `UPDATE run_shards s
             SET status = 'running', worker_id = $3, heartbeat_at = now(), started_at = now(),
-                attempts = attempts + 1, progress = 0, error = NULL
+                attempts = attempts + 1, progress = 0, error = NULL,
+                abandoned = abandoned + (s.status = 'running')::int
           WHERE s.run_id = $1 AND s.index = $2 AND s.status IN ('pending', 'failed', 'running')
             AND (s.status <> 'running' OR s.heartbeat_at < now() - make_interval(secs => $4))
             AND EXISTS (SELECT 1 FROM runs r WHERE r.id = $1 AND r.status IN ${ACTIVE})
-          RETURNING start, count, attempts`,
+          RETURNING start, count, attempts, abandoned`,
         [runId, index, deps.workerId, deps.staleAfterMs / 1000],
       );
       const shard = claim.rows[0];
@@ -135,6 +157,10 @@ export function createShardHandler(deps: LifecycleDeps) {
               AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = $1 AND r.status IN ${ACTIVE})`,
           [runId, index],
         );
+        return;
+      }
+      if (shard.abandoned > deps.shardRetries) {
+        await giveUpAbandoned(runId, index, shard);
         return;
       }
       await runShard(job, runId, index, shard, control);
@@ -208,7 +234,32 @@ export function createShardHandler(deps: LifecycleDeps) {
       else if (why !== STOP_LOST) await release(runId, index, 'canceled');
       return;
     }
-    await complete(runId, index, result, Date.now() - started);
+    await complete(runId, index, shard, result.partial, result, Date.now() - started);
+  }
+
+  /** A shard taken over once too often from workers that died running it: its run fails. */
+  async function giveUpAbandoned(runId: string, index: number, shard: ClaimedShard) {
+    const message = abandonedMessage(index, shard.start, shard.count, shard.abandoned);
+    const client = await deps.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const failed = await client.query(
+        `UPDATE run_shards SET status = 'failed', error = $3, heartbeat_at = now(), progress = 0
+          WHERE run_id = $1 AND index = $2 AND worker_id = $4 AND status = 'running'`,
+        [runId, index, message, deps.workerId],
+      );
+      if (failed.rowCount) {
+        await updateRunProgress(client, runId);
+        await failRun(client, runId, { code: 'SHARD_ABANDONED', message });
+      }
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+    deps.log({ runId, index, abandoned: shard.abandoned }, 'shard abandoned too often: run failed');
   }
 
   async function heartbeat(runId: string, index: number, control: Int32Array) {
@@ -266,7 +317,22 @@ export function createShardHandler(deps: LifecycleDeps) {
     );
   }
 
-  async function complete(runId: string, index: number, result: EvaluateShardResult, durationMs: number) {
+  async function complete(
+    runId: string,
+    index: number,
+    shard: ClaimedShard,
+    partial: Uint8Array,
+    result: EvaluateShardResult,
+    durationMs: number,
+  ) {
+    // Named by claim (attempt): a worker that lost the shard and finishes late never touches the
+    // file of its new owner.
+    const ref = `${runId}/${index}-${shard.attempts}-${deps.workerId}.part`;
+    const file = path.join(deps.partialsDir, ref);
+    await writePartialFile(file, partial);
+    // Removed when the row certainly does not name it; after an error (was the COMMIT applied?)
+    // it stays, and goes with its run's folder.
+    let unused = false;
     const client = await deps.pool.connect();
     try {
       await client.query('BEGIN');
@@ -282,23 +348,16 @@ export function createShardHandler(deps: LifecycleDeps) {
           [runId, index, deps.workerId],
         );
         await client.query('COMMIT');
+        unused = true;
         return;
       }
       const timings = { ...result.timings, threadId: result.threadId ?? null, workerId: deps.workerId };
       const saved = await client.query(
         `UPDATE run_shards
-            SET status = 'done', partial = $3, progress = $4, finished_at = now(), duration_ms = $5,
+            SET status = 'done', partial_file = $3, progress = $4, finished_at = now(), duration_ms = $5,
                 heartbeat_at = NULL, timings = $7
           WHERE run_id = $1 AND index = $2 AND status = 'running' AND worker_id = $6`,
-        [
-          runId,
-          index,
-          Buffer.from(result.partial!),
-          result.inferences,
-          durationMs,
-          deps.workerId,
-          JSON.stringify(timings),
-        ],
+        [runId, index, ref, result.inferences, durationMs, deps.workerId, JSON.stringify(timings)],
       );
       if (saved.rowCount) {
         await updateRunProgress(client, runId);
@@ -314,11 +373,13 @@ export function createShardHandler(deps: LifecycleDeps) {
         }
       }
       await client.query('COMMIT');
+      unused = !saved.rowCount; // not ours any more
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
       client.release();
+      if (unused) await rm(file, { force: true }).catch(() => undefined);
     }
   }
 
@@ -345,30 +406,48 @@ export function createShardHandler(deps: LifecycleDeps) {
   return { handle, stopAll, drain, inFlight };
 }
 
+interface DoneShard {
+  index: number;
+  status: string;
+  duration_ms: number | null;
+  /** Relative to partialsDir; null for a shard done by a version that kept partials in bytea. */
+  partial_file: string | null;
+  legacy: boolean;
+}
+
+/**
+ * Partials folded per merge task: at most this many (plus the fold so far and the one being read)
+ * are held at once, whatever the number of shards, and the fold is decoded and re-encoded once
+ * per group rather than once per shard.
+ */
+const FOLD_GROUP = 4;
+
 export function createFinalizeHandler(deps: LifecycleDeps) {
   return async function finalize(job: PgBoss.JobWithMetadata<{ runId: string }>): Promise<void> {
     const { runId } = job.data;
     const { pool } = deps;
     const { rows } = await pool.query<{ status: string }>('SELECT status FROM runs WHERE id = $1', [runId]);
     if (rows[0]?.status !== 'running') return;
-    const shards = await pool.query<{ partial: Buffer | null; status: string; duration_ms: number | null }>(
-      `SELECT partial, status, duration_ms FROM run_shards WHERE run_id = $1 ORDER BY index`,
+    // No partial bytes here: only where they are.
+    const shards = await pool.query<DoneShard>(
+      `SELECT index, status, duration_ms, partial_file, partial IS NOT NULL AS legacy
+         FROM run_shards WHERE run_id = $1 ORDER BY index`,
       [runId],
     );
     if (shards.rows.some((s) => s.status !== 'done')) return;
+    // A done shard whose statistics are gone (DATA_DIR restored without them, say) runs again;
+    // its completion schedules this merge anew.
+    const missing = await missingPartials(deps.partialsDir, shards.rows);
+    if (missing.length) {
+      await rerunShards(deps, runId, missing);
+      return;
+    }
     const ctx = await loadRunContext(pool, runId);
     try {
-      const merged = await deps.engine.run({
-        kind: 'finalize',
-        spec: ctx.spec,
-        partials: shards.rows.map((s) => {
-          if (!s.partial) throw new Error('a done shard has no partial statistics');
-          return new Uint8Array(s.partial.buffer, s.partial.byteOffset, s.partial.byteLength);
-        }),
-        classNames: ctx.classNames,
-      });
+      const merged = await foldPartials(deps, runId, shards.rows, ctx);
       const shardMs = shards.rows.map((s) => s.duration_ms ?? 0);
       const client = await pool.connect();
+      let succeeded = false;
       try {
         await client.query('BEGIN');
         // The verdict is written with the results: a client that sees "succeeded" sees it too.
@@ -401,16 +480,23 @@ export function createFinalizeHandler(deps: LifecycleDeps) {
           ],
         );
         // The partials served their purpose: a run's results are final once stored, and the
-        // partials of every run ever made would otherwise stay in the database (MBs per shard).
+        // partials of every run ever made would otherwise stay (MBs per shard).
         if (done.rowCount)
-          await client.query('UPDATE run_shards SET partial = NULL WHERE run_id = $1', [runId]);
+          await client.query(
+            `UPDATE run_shards SET partial = NULL, partial_file = NULL
+              WHERE run_id = $1 AND (partial IS NOT NULL OR partial_file IS NOT NULL)`,
+            [runId],
+          );
         await client.query('COMMIT');
+        succeeded = done.rowCount === 1;
       } catch (err) {
         await client.query('ROLLBACK').catch(() => undefined);
         throw err;
       } finally {
         client.release();
       }
+      // After the commit: a crash before this leaves the folder to removeOrphanedPartials.
+      if (succeeded) await removeRunPartials(deps, runId);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       if (job.retryCount >= job.retryLimit) {
@@ -421,28 +507,177 @@ export function createFinalizeHandler(deps: LifecycleDeps) {
   };
 }
 
-/** Puts shards whose worker stopped heart-beating back on the queue. */
+/** The whole buffer of `bytes` when it owns it, to move it to an engine thread without a copy. */
+function transferable(bytes: Uint8Array): ArrayBuffer[] {
+  return bytes.byteOffset === 0 &&
+    bytes.byteLength === bytes.buffer.byteLength &&
+    bytes.buffer instanceof ArrayBuffer
+    ? [bytes.buffer]
+    : [];
+}
+
+/**
+ * Merges the shards' partials in shard order in the engine threads, reading the next while the
+ * current group merges: finalize over [merge(p0..pk), pk+1, ...] gives the same results, bit for
+ * bit, as over [p0, ..., pn] (engineTasks.ts), and memory does not grow with the shards.
+ */
+async function foldPartials(
+  deps: LifecycleDeps,
+  runId: string,
+  shards: DoneShard[],
+  ctx: RunContext,
+): Promise<FinalizeRunResult> {
+  const read = (s: DoneShard): Promise<Uint8Array> => {
+    const reading = readPartial(deps, runId, s);
+    // Read ahead: if the fold fails first, this one's failure must not go unhandled.
+    reading.catch(() => undefined);
+    return reading;
+  };
+  let folded: Uint8Array | null = null;
+  let group: Uint8Array[] = [];
+  let next: Promise<Uint8Array> | null = shards.length ? read(shards[0]) : null;
+  for (let i = 0; next; i++) {
+    const current: Uint8Array = await next;
+    next = i + 1 < shards.length ? read(shards[i + 1]) : null;
+    group.push(current);
+    if (group.length === FOLD_GROUP && next) {
+      const partials: Uint8Array[] = folded ? [folded, ...group] : group;
+      folded = (await deps.engine.run({ kind: 'merge', partials }, partials.flatMap(transferable))).partial;
+      group = [];
+    }
+  }
+  const partials = folded ? [folded, ...group] : group;
+  if (!partials.length) throw new Error('no partial statistics to merge');
+  return deps.engine.run(
+    { kind: 'finalize', spec: ctx.spec, partials, classNames: ctx.classNames },
+    partials.flatMap(transferable),
+  );
+}
+
+async function readPartial(deps: LifecycleDeps, runId: string, shard: DoneShard): Promise<Uint8Array> {
+  // Read by libuv's threads into a buffer of its own: no decoding on the main thread.
+  if (shard.partial_file) return readFile(path.join(deps.partialsDir, shard.partial_file));
+  // Done by a version that stored partials in the database (hex on the wire): read once, at the
+  // upgrade.
+  const { rows } = await deps.pool.query<{ partial: Buffer | null }>(
+    'SELECT partial FROM run_shards WHERE run_id = $1 AND index = $2',
+    [runId, shard.index],
+  );
+  const bytes = rows[0]?.partial;
+  if (!bytes) throw new Error(`shard ${shard.index} has no partial statistics any more`);
+  return bytes;
+}
+
+/** Indexes of done shards whose partial statistics are nowhere to be found. */
+async function missingPartials(partialsDir: string, shards: DoneShard[]): Promise<number[]> {
+  const found = await Promise.all(
+    shards.map(async (s) => {
+      if (!s.partial_file) return s.legacy;
+      return access(path.join(partialsDir, s.partial_file)).then(
+        () => true,
+        (err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOENT') return false;
+          throw err;
+        },
+      );
+    }),
+  );
+  return shards.filter((_, i) => !found[i]).map((s) => s.index);
+}
+
+/** Done shards of a running run back to pending, with jobs, in one transaction. */
+async function rerunShards(deps: LifecycleDeps, runId: string, indexes: number[]) {
+  const client = await deps.pool.connect();
+  try {
+    await client.query('BEGIN');
+    const { rows } = await client.query<{ index: number; attempts: number }>(
+      `UPDATE run_shards s
+          SET status = 'pending', partial = NULL, partial_file = NULL, worker_id = NULL, heartbeat_at = NULL,
+              progress = 0, finished_at = NULL, duration_ms = NULL
+        WHERE s.run_id = $1 AND s.index = ANY($2::int[]) AND s.status = 'done'
+          AND EXISTS (SELECT 1 FROM runs r WHERE r.id = $1 AND r.status = 'running')
+        RETURNING s.index, s.attempts`,
+      [runId, indexes],
+    );
+    if (rows.length) {
+      await deps.boss.insert(
+        rows.map((r) => shardJob(runId, r.index, r.attempts)),
+        onClient(client),
+      );
+      await updateRunProgress(client, runId);
+    }
+    await client.query('COMMIT');
+    if (rows.length) {
+      deps.log({ runId, shards: rows.map((r) => r.index) }, 'partial statistics missing: shards run again');
+    }
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+function abandonedMessage(index: number, start: number, count: number, times: number): string {
+  return (
+    `shard ${index} (samples ${start}..${start + count - 1}) was abandoned ${times} times: ` +
+    'the worker running it stopped heart-beating each time (its process crashed or was killed); ' +
+    'not issued again'
+  );
+}
+
+/**
+ * Puts shards whose worker stopped heart-beating back on the queue, unless they were abandoned
+ * more than SHARD_RETRIES times: then their run fails (a shard that crashes its process every
+ * time would otherwise be re-issued forever).
+ */
 export async function recoverStaleShards(
-  deps: Pick<LifecycleDeps, 'pool' | 'boss' | 'staleAfterMs' | 'log'>,
+  deps: Pick<LifecycleDeps, 'pool' | 'boss' | 'staleAfterMs' | 'shardRetries' | 'log'>,
 ) {
   const client = await deps.pool.connect();
   try {
     await client.query('BEGIN');
-    const { rows } = await client.query<{ run_id: string; index: number; attempts: number }>(
-      `UPDATE run_shards s SET status = 'pending', worker_id = NULL, heartbeat_at = NULL, progress = 0
+    const { rows } = await client.query<{
+      run_id: string;
+      index: number;
+      start: number;
+      count: number;
+      attempts: number;
+      abandoned: number;
+    }>(
+      `UPDATE run_shards s
+          SET status = CASE WHEN s.abandoned >= $2 THEN 'failed' ELSE 'pending' END,
+              abandoned = s.abandoned + 1, worker_id = NULL, progress = 0,
+              heartbeat_at = CASE WHEN s.abandoned >= $2 THEN now() END
          FROM runs r
         WHERE r.id = s.run_id AND r.status IN ${ACTIVE}
           AND s.status = 'running' AND s.heartbeat_at < now() - make_interval(secs => $1)
-        RETURNING s.run_id, s.index, s.attempts`,
-      [deps.staleAfterMs / 1000],
+        RETURNING s.run_id, s.index, s.start, s.count, s.attempts, s.abandoned`,
+      [deps.staleAfterMs / 1000, deps.shardRetries],
     );
-    if (rows.length) {
+    const again = rows.filter((r) => r.abandoned <= deps.shardRetries);
+    if (again.length) {
       await deps.boss.insert(
-        rows.map((r) => shardJob(r.run_id, r.index, r.attempts)),
+        again.map((r) => shardJob(r.run_id, r.index, r.attempts)),
         onClient(client),
       );
-      deps.log({ shards: rows.map((r) => `${r.run_id}:${r.index}`) }, 'requeued shards of a dead worker');
+      deps.log({ shards: again.map((r) => `${r.run_id}:${r.index}`) }, 'requeued shards of a dead worker');
     }
+    for (const r of rows) {
+      if (r.abandoned <= deps.shardRetries) continue;
+      const message = abandonedMessage(r.index, r.start, r.count, r.abandoned);
+      await client.query('UPDATE run_shards SET error = $3 WHERE run_id = $1 AND index = $2', [
+        r.run_id,
+        r.index,
+        message,
+      ]);
+      await failRun(client, r.run_id, { code: 'SHARD_ABANDONED', message });
+      deps.log(
+        { runId: r.run_id, index: r.index, abandoned: r.abandoned },
+        'shard abandoned too often: run failed',
+      );
+    }
+    for (const runId of new Set(rows.map((r) => r.run_id))) await updateRunProgress(client, runId);
     await client.query('COMMIT');
     return rows.length;
   } catch (err) {
@@ -502,6 +737,46 @@ export async function recoverOrphanedJobs(
   } finally {
     client.release();
   }
+}
+
+/** Writes a shard's partial statistics and syncs them, so that a row naming the file is true. */
+async function writePartialFile(file: string, bytes: Uint8Array) {
+  await mkdir(path.dirname(file), { recursive: true });
+  const handle = await open(file, 'w');
+  try {
+    await handle.writeFile(bytes);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function removeRunPartials(deps: Pick<LifecycleDeps, 'partialsDir' | 'log'>, runId: string) {
+  await rm(path.join(deps.partialsDir, runId), { recursive: true, force: true }).catch((err) =>
+    deps.log({ runId, err: String(err) }, 'could not remove partial statistics'),
+  );
+}
+
+/**
+ * Removes the partial statistics of runs that are over (or gone): left by a process that died
+ * after a run's results were stored, by shards that finished after their run was canceled or
+ * failed, and by runs that failed with some shards done. Runs that may still merge keep theirs.
+ */
+export async function removeOrphanedPartials(deps: Pick<LifecycleDeps, 'pool' | 'partialsDir' | 'log'>) {
+  const names = await readdir(deps.partialsDir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [];
+    throw err;
+  });
+  const folders = names.filter(isUuid);
+  if (!folders.length) return 0;
+  const { rows } = await deps.pool.query<{ id: string }>(
+    `SELECT id FROM runs WHERE id = ANY($1::uuid[]) AND status IN ${ACTIVE}`,
+    [folders],
+  );
+  const active = new Set(rows.map((r) => r.id));
+  const over = folders.filter((name) => !active.has(name.toLowerCase()));
+  for (const name of over) await removeRunPartials(deps, name);
+  return over.length;
 }
 
 export const newWorkerId = () => `w-${randomUUID().slice(0, 8)}`;

@@ -1,5 +1,6 @@
 // The worker role: takes shard and merge jobs from the queue and runs them in the engine pool,
-// and periodically requeues shards of workers that died (no heartbeat).
+// periodically requeues shards of workers that died (no heartbeat), and removes the partial
+// statistics of runs that are over.
 import type PgBoss from 'pg-boss';
 import { FINALIZE_QUEUE, SHARD_QUEUE, type ShardJobData } from './queue.js';
 import {
@@ -8,6 +9,7 @@ import {
   type LifecycleDeps,
   recoverOrphanedJobs,
   recoverStaleShards,
+  removeOrphanedPartials,
 } from './runLifecycle.js';
 
 export interface WorkerRuntime {
@@ -49,13 +51,14 @@ export async function startWorkerRuntime(
   });
 
   // The janitor: shards of workers that stopped heart-beating, and jobs fetched by a process that
-  // died before it claimed their shard, go back on the queue.
+  // died before it claimed their shard, go back on the queue; partials of finished runs go.
   let janitorRun: Promise<void> | null = null;
   const janitor = setInterval(() => {
     if (janitorRun) return;
     janitorRun = (async () => {
       await recoverStaleShards(deps);
       await recoverOrphanedJobs(deps);
+      await removeOrphanedPartials(deps);
     })()
       .catch((err) => deps.log({ err: String(err) }, 'janitor failed'))
       .finally(() => {

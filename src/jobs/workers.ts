@@ -1,4 +1,5 @@
 // Composition of the worker role: engine thread pool + queue consumers + janitor.
+import path from 'node:path';
 import type PgBoss from 'pg-boss';
 import type { Config } from '../config.js';
 import { createEnginePool, type EnginePool } from '../engine/workerPool.js';
@@ -26,6 +27,8 @@ export async function startWorkers(
     workers: config.workers,
     ortThreads: config.ortThreads,
     executionProvider: config.ortEp,
+    // Below the main thread: on a machine shared with the API, requests win the cores.
+    nice: config.engineNice,
   });
   const workerId = newWorkerId();
   const runtime = await startWorkerRuntime(
@@ -38,6 +41,9 @@ export async function startWorkers(
       // Heartbeats also carry progress and notice cancels: often enough for both.
       heartbeatMs: 500,
       staleAfterMs: config.shardStaleSeconds * 1000,
+      // In DATA_DIR, which every worker shares: the merge may run on another machine.
+      partialsDir: path.join(config.dataDir, 'partials'),
+      shardRetries: config.shardRetries,
       log: deps.log,
     },
     { concurrency: config.workers, janitorMs: Math.max(1000, (config.shardStaleSeconds * 1000) / 3) },

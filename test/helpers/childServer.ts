@@ -1,7 +1,12 @@
 // The real server as a child process (`node --import tsx src/server.ts`), for tests that kill
 // it. Every child started here is remembered, so a failing test cannot leak one: call
 // killChildServers() in afterAll.
+//
+// A child's stdout and stderr are kept (the last 256 KiB, see output()); a test that needs them
+// when it fails calls dumpChildOutputs() from onTestFailed. CHILD_SERVER_LOG_DIR=<dir> also
+// writes every child's whole output to <dir>/child-<pid>.log, for runs repeated until they fail.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -13,13 +18,15 @@ export interface ChildServer {
   proc: ChildProcess;
   url: string;
   key: string;
-  /** stdout and stderr so far (the last 64 KiB). */
+  /** stdout and stderr so far (the last 256 KiB). */
   output(): string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   alive(): boolean;
 }
 
 const children = new Set<ChildServer>();
+/** Every child this test file started, dead or alive, for dumpChildOutputs(). */
+const started: ChildServer[] = [];
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -46,13 +53,20 @@ export async function startChildServer(
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
+  const logDir = process.env.CHILD_SERVER_LOG_DIR;
+  if (logDir) mkdirSync(logDir, { recursive: true });
+  const logFile = logDir ? createWriteStream(path.join(logDir, `child-${proc.pid}.log`)) : null;
   const append = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-65_536);
+    output = (output + chunk.toString()).slice(-262_144);
+    logFile?.write(chunk);
   };
   proc.stdout?.on('data', append);
   proc.stderr?.on('data', append);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    proc.once('exit', (code, signal) => resolve({ code, signal })),
+    proc.once('exit', (code, signal) => {
+      logFile?.end();
+      resolve({ code, signal });
+    }),
   );
   const child: ChildServer = {
     proc,
@@ -63,6 +77,7 @@ export async function startChildServer(
     alive: () => proc.exitCode === null && proc.signalCode === null,
   };
   children.add(child);
+  started.push(child);
   void exited.then(() => children.delete(child));
 
   const deadline = Date.now() + timeoutMs;
@@ -74,6 +89,16 @@ export async function startChildServer(
     if (ready) return child;
     if (Date.now() > deadline) throw new Error(`server not ready after ${timeoutMs} ms:\n${output}`);
     await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Writes the output of every child started so far to stderr (for onTestFailed). */
+export function dumpChildOutputs(): void {
+  for (const c of started) {
+    const state = c.alive() ? 'alive' : `exited ${c.proc.exitCode ?? c.proc.signalCode}`;
+    process.stderr.write(
+      `\n----- child server ${c.proc.pid} (${state}) output -----\n${c.output()}\n----- end -----\n`,
+    );
   }
 }
 
