@@ -35,6 +35,11 @@ export interface Config {
   workers: number;
   ortThreads: number;
   ortEp: ExecutionProvider;
+  /**
+   * Nice value (0..19) of the engine threads, so that a sweep yields the CPU to the API's main
+   * thread and PostgreSQL on a shared machine; 0 leaves them at the process's priority.
+   */
+  engineNice: number;
   /** Protection against overload (src/http/overload.ts). */
   overload: {
     /** Requests per minute per API key (per IP without a key); 0 disables the limit. */
@@ -45,6 +50,8 @@ export interface Config {
     maxEventLoopDelayMs: number;
     /** How often the event-loop delay is sampled (ms). */
     pressureSampleMs: number;
+    /** Failed authentications (invalid API keys) per minute per client IP, then 429; 0 disables. */
+    authFailuresPerMinute: number;
   };
   /** GET /metrics without an API key (Prometheus scrapers usually cannot send one). */
   metricsPublic: boolean;
@@ -61,6 +68,13 @@ function int(env: Env, name: string, fallback: number, min = 0): number {
   if (!Number.isSafeInteger(value) || value < min) {
     throw new ConfigError(`${name} must be an integer >= ${min}, got "${raw}"`);
   }
+  return value;
+}
+
+function intInRange(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const value = int(env, name, fallback, min);
+  if (value > max)
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${env[name]}"`);
   return value;
 }
 
@@ -118,11 +132,13 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     workers,
     ortThreads,
     ortEp: oneOf(env, 'ORT_EP', ['cpu', 'cuda'] as const, 'cpu'),
+    engineNice: intInRange(env, 'ENGINE_NICE', 10, 0, 19),
     overload: {
       rateLimitPerMinute: int(env, 'RATE_LIMIT_PER_MINUTE', 600, 0),
       maxConcurrentUploads: int(env, 'MAX_CONCURRENT_UPLOADS', 4, 1),
       maxEventLoopDelayMs: int(env, 'MAX_EVENT_LOOP_DELAY_MS', 1000, 0),
       pressureSampleMs: int(env, 'PRESSURE_SAMPLE_MS', 1000, 10),
+      authFailuresPerMinute: int(env, 'AUTH_FAILURES_PER_MINUTE', 30, 0),
     },
     metricsPublic: bool(env, 'METRICS_PUBLIC', true),
   };

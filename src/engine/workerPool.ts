@@ -9,6 +9,11 @@ export interface EnginePoolOptions {
   workers: number;
   ortThreads: number;
   executionProvider: 'cpu' | 'cuda';
+  /**
+   * Nice value of the engine threads (ENGINE_NICE), set by each thread at start-up, before its
+   * ONNX Runtime sessions; 0 or absent leaves them at the process's priority.
+   */
+  nice?: number;
 }
 
 export interface EnginePool {
@@ -36,7 +41,13 @@ export function createEnginePool(opts: EnginePoolOptions): EnginePool {
     // One task per thread at a time: a task saturates its ORT threads.
     concurrentTasksPerWorker: 1,
     idleTimeout: Number.POSITIVE_INFINITY,
-    workerData: { ortThreads: opts.ortThreads, executionProvider: opts.executionProvider },
+    workerData: {
+      ortThreads: opts.ortThreads,
+      executionProvider: opts.executionProvider,
+      nice: opts.nice ?? 0,
+      // Shared by the threads so that a failure to lower their priority is logged once per pool.
+      niceWarned: new Int32Array(new SharedArrayBuffer(4)),
+    },
   });
   return {
     size: opts.workers,
