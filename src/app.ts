@@ -79,7 +79,11 @@ export async function buildApp(
   // body into a confusing validation error instead of a 415.
   app.removeContentTypeParser('text/plain');
   await app.register(errorHandlerPlugin);
-  await app.register(authPlugin, { keys: apiKeyRepository(deps.db.prisma, deps.db.pool) });
+  await app.register(authPlugin, {
+    keys: apiKeyRepository(deps.db.prisma, deps.db.pool),
+    // Invalid keys are limited per address here: they never reach the per-key limiter below.
+    failuresPerMinute: deps.config.overload.authFailuresPerMinute,
+  });
   // After auth (rate limits are per key), before the routes it guards and measures.
   await app.register(overloadPlugin, { config: deps.config.overload });
   await app.register(metricsPlugin, {

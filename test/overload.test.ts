@@ -6,6 +6,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AuthFailureCounter } from '../src/http/auth.js';
 import { apiKeyRepository } from '../src/store/apiKeys.js';
 import { createTestApp, type TestApp } from './helpers/app.js';
 import { expectMatchesSpec } from './helpers/contract.js';
@@ -65,6 +66,55 @@ describe('rate limits: RATE_LIMIT_PER_MINUTE per API key, per IP without one', (
       expect((await t.app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
       expect((await t.app.inject({ method: 'GET', url: '/metrics' })).statusCode).toBe(200);
     }
+  });
+});
+
+describe('key guessing: AUTH_FAILURES_PER_MINUTE invalid keys per client address', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({}, { env: { AUTH_FAILURES_PER_MINUTE: '3', RATE_LIMIT_PER_MINUTE: '0' } });
+  });
+  afterAll(async () => t?.close());
+
+  const from = (remoteAddress: string, key: string) =>
+    t.app.inject({
+      method: 'GET',
+      url: '/v1/models',
+      remoteAddress,
+      headers: { authorization: `Bearer ${key}` },
+    });
+
+  it('after 3 wrong keys every key from that address is 429, the right one too; others unaffected', async () => {
+    for (let i = 0; i < 3; i++) {
+      const res = await from('198.51.100.1', `inv_wrong_guess_${i}`);
+      expect(res.statusCode, res.body).toBe(401);
+      expect(res.json().code).toBe('UNAUTHORIZED');
+    }
+    for (const key of ['inv_wrong_guess_again', t.adminKey]) {
+      const limited = await from('198.51.100.1', key);
+      expectProblem(limited, 429, 'TOO_MANY_AUTH_FAILURES');
+      expect(Number(limited.headers['retry-after'])).toBeLessThanOrEqual(60);
+    }
+    // Another address: a wrong key is still only a 401, the right key works.
+    expect((await from('198.51.100.2', 'inv_wrong_guess_x')).statusCode).toBe(401);
+    expect((await from('198.51.100.2', t.adminKey)).statusCode).toBe(200);
+    // Routes without a key are not affected.
+    expect(
+      (await t.app.inject({ method: 'GET', url: '/healthz', remoteAddress: '198.51.100.1' })).statusCode,
+    ).toBe(200);
+  });
+
+  it('the count is per window, and the addresses tracked are bounded', () => {
+    const counter = new AuthFailureCounter(2, 1000, 3);
+    counter.record('a', 0);
+    expect(counter.blockedFor('a', 10)).toBe(0);
+    counter.record('a', 10);
+    expect(counter.blockedFor('a', 10)).toBe(990);
+    expect(counter.blockedFor('a', 1000)).toBe(0); // the window is over
+    counter.record('a', 1000); // a new window: 1 of 2
+    expect(counter.blockedFor('a', 1001)).toBe(0);
+    for (const address of ['b', 'c', 'd', 'e']) counter.record(address, 1002);
+    expect(counter.size).toBe(3); // the oldest windows went first
   });
 });
 
