@@ -220,6 +220,9 @@ describe('POST /v1/runs refusals: nothing is stored or queued', () => {
     await sweep([{ type: 'rotate', values: [1], speed: 2 }], /unknown property 'speed'/);
     await sweep([{ type: 'rotate', values: ['90'] }], /finite number/);
     await sweep([{ type: 'scale', values: [0] }], /> 0/);
+    // Valid numbers whose warp no graph can run on these images: refused now, not a failed run.
+    await sweep([{ type: 'scale', values: [1, 1e300] }], /scale=1e\+300 cannot be applied to 28x28 images/);
+    await sweep([{ type: 'scale', values: [5e-324] }], /scale=5e-324 cannot be applied to 28x28 images/);
     await sweep([{ type: 'brightness', uniform: { min: 0.5, max: -0.5 }, samples: 3 }], /greater than/);
     await sweep([{ type: 'grid', of: [] }], /non-empty/);
     await sweep(

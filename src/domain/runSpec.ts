@@ -105,6 +105,46 @@ function imageDims(
     : { n: num(shape[0]), h: num(shape[1]), w: num(shape[2]), c: num(shape[3]) };
 }
 
+function formatShape(shape: Array<number | string | null> | null): string {
+  return shape ? `[${shape.map((d) => d ?? '?').join(',')}]` : '(shape unknown)';
+}
+
+type OutputFacts = ModelFacts['outputs'][number];
+
+/**
+ * The number of classes of an output read as one score vector per image, or undefined when the
+ * output cannot be one: a float32 tensor (or of unknown type) of shape [N, K], or [N, K] with
+ * extra dims of size 1 ([N, 1, K], [N, K, 1, 1]); null when K is not known (symbolic dims or an
+ * unknown shape: checked when the model runs).
+ */
+function scoreVectorClasses(output: OutputFacts): number | null | undefined {
+  if (output.type !== 'float32' && output.type !== 'unknown') return undefined;
+  const shape = output.shape;
+  if (!shape) return null;
+  if (shape.length < 2) return undefined;
+  const rest = shape.slice(1).filter((d) => d !== 1);
+  if (rest.length === 0) return 1;
+  if (rest.length > 1) return undefined;
+  const k = rest[0];
+  return typeof k === 'number' && k > 0 ? k : null;
+}
+
+/**
+ * The output the service reads as the classifier's scores: the first output when it is one
+ * (see scoreVectorClasses), else the first other output that is (e.g. the probabilities of a
+ * model whose first output is the predicted label, as scikit-learn converters emit); null when
+ * none is.
+ */
+export function classifierOutput(
+  outputs: readonly OutputFacts[],
+): { output: OutputFacts; classes: number | null } | null {
+  for (const output of outputs) {
+    const classes = scoreVectorClasses(output);
+    if (classes !== undefined) return { output, classes };
+  }
+  return null;
+}
+
 export function buildRunSpec(
   req: RunRequest,
   model: ModelFacts,
@@ -160,32 +200,46 @@ export function buildRunSpec(
     );
   }
 
-  const output = model.outputs[0];
-  if (!output) throw new RunSpecError('UNSUPPORTED_MODEL', 'the model has no output');
-  // The first output is read as one score vector per image: [N, classes] float32. Checked here,
-  // not at upload, because a model registry may hold models for NV only, and the number of
-  // classes is known only against a dataset.
-  if (output.shape && output.shape.length !== 2) {
+  if (input.type !== 'float32') {
     throw new RunSpecError(
-      'UNSUPPORTED_OUTPUT',
-      `the model output ${output.name} has shape [${output.shape.map((d) => d ?? '?').join(',')}]; ` +
-        'a classifier output must be [N, classes]',
+      'UNSUPPORTED_MODEL',
+      `the model input ${input.name} is ${input.type}; runs feed float32 images, so only models with a ` +
+        'float32 input can be evaluated (export it with a float32 input, e.g. a Cast node after it)',
     );
   }
-  if (output.type !== 'float32' && output.type !== 'unknown') {
+
+  // The classifier output: one score vector per image (see classifierOutput). Checked here, not
+  // at upload, because a model registry may hold models for NV only, and the number of classes
+  // is known only against a dataset.
+  const chosen = classifierOutput(model.outputs);
+  if (!chosen) {
+    const output = model.outputs[0];
+    if (!output) throw new RunSpecError('UNSUPPORTED_MODEL', 'the model has no output');
+    const others = model.outputs.length > 1 ? ' (nor is any other output of the model)' : '';
     throw new RunSpecError(
       'UNSUPPORTED_OUTPUT',
-      `the model output ${output.name} is ${output.type}; a classifier output must be float32 scores`,
+      `the model output ${output.name} is ${output.type} ${formatShape(output.shape)}; a classifier output must be ` +
+        `float32 scores [N, classes] (extra dims of size 1 allowed, e.g. [N, 1, classes] or [N, classes, 1, 1])${others}`,
     );
   }
+  const { output, classes: outClasses } = chosen;
   const classes = dataset.classes.length;
-  const outClasses = output.shape?.[output.shape.length - 1];
-  if (typeof outClasses === 'number' && outClasses < classes) {
+  if (outClasses !== null && outClasses < classes) {
+    const used = dataset.classes.filter((c) => c.count > 0).length;
+    const hint =
+      used < classes
+        ? ` (the dataset's labels go up to ${classes - 1}, so it has ${classes} classes of which ${used} have samples; ` +
+          'class indices are the labels themselves, 0-based)'
+        : '';
     throw new RunSpecError(
       'OUTPUT_CLASSES_MISMATCH',
-      `the model output ${output.name} has ${outClasses} classes, the dataset has ${classes}`,
+      `the model output ${output.name} has ${outClasses} classes, the dataset has ${classes}${hint}`,
     );
   }
+  // A model whose input batch is symbolic but whose output has a fixed batch (e.g. an export that
+  // reshapes to [1, -1]) only runs with that batch size: feed it that many images at a time.
+  const outBatch = output.shape?.[0];
+  const batch = dims.n ?? (typeof outBatch === 'number' && outBatch > 0 ? outBatch : null);
 
   const limit = Math.min(req.limit ?? dataset.count, dataset.count);
   if (!Number.isSafeInteger(limit) || limit < 1)
@@ -256,7 +310,7 @@ export function buildRunSpec(
     limit,
     classSizes,
     resize,
-    input: { name: input.name, height, width, channels, batch: dims.n },
+    input: { name: input.name, height, width, channels, batch },
     output: output.name,
     points: points.length,
     gatesVersion: GATES_VERSION,

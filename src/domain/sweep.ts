@@ -246,6 +246,9 @@ function describe(v: unknown): string {
   return typeof v;
 }
 
+/** Largest gaussian_blur sigma (pixels). */
+export const MAX_BLUR_SIGMA = 1000;
+
 /** Checks a scalar parameter value against its type's domain; returns it (-0 normalised to 0). */
 function checkScalar(type: string, v: unknown, path: string, what: string): number {
   const x = finiteNumber(v, path, type, what);
@@ -263,8 +266,12 @@ function checkScalar(type: string, v: unknown, path: string, what: string): numb
       if (!(x > 0)) fail(path, type, `${what} must be > 0, got ${x}`);
       break;
     case 'gaussian_noise':
-    case 'gaussian_blur':
       if (!(x >= 0)) fail(path, type, `${what} (sigma) must be >= 0, got ${x}`);
+      break;
+    case 'gaussian_blur':
+      // The kernel has 2 ceil(3 sigma) + 1 taps; far beyond the image size the blur is flat anyway.
+      if (!(x >= 0 && x <= MAX_BLUR_SIGMA))
+        fail(path, type, `${what} (sigma) must be in [0, ${MAX_BLUR_SIGMA}], got ${x}`);
       break;
     case 'dilate':
     case 'erode':

@@ -964,6 +964,39 @@ async function probe(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Outputs that are probabilities
+
+/** Ops that only move or relabel the values of their first input (probabilities stay probabilities). */
+const SHAPE_ONLY_OPS = new Set(['Identity', 'Reshape', 'Flatten', 'Squeeze', 'Unsqueeze']);
+
+/**
+ * The graph outputs of the model at `filePath` that a Softmax produces, directly or through
+ * reshaping ops only (Identity, Reshape, Flatten, Squeeze, Unsqueeze): outputs that already are
+ * probability vectors (SPEC 4: "detect or accept outputIsProbability").
+ */
+export function softmaxOutputs(filePath: string): Set<string> {
+  const graph = parseOnnxFile(filePath).graph;
+  const found = new Set<string>();
+  if (!graph) return found;
+  const producer = new Map<string, RawNode>();
+  for (const node of graph.nodes) for (const out of node.outputs) if (out) producer.set(out, node);
+  for (const output of graph.outputs) {
+    let name = output.name;
+    for (let depth = 0; depth < 64; depth++) {
+      const node = producer.get(name);
+      if (!node || (node.domain !== '' && node.domain !== 'ai.onnx')) break;
+      if (node.opType === 'Softmax') {
+        found.add(output.name);
+        break;
+      }
+      if (!SHAPE_ONLY_OPS.has(node.opType) || !node.inputs[0]) break;
+      name = node.inputs[0];
+    }
+  }
+  return found;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Entry point
 
 /**

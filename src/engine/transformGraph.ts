@@ -148,8 +148,13 @@ function assertFinite(value: number, what: string): void {
   if (!Number.isFinite(value)) throw new Error(`${what} must be a finite number (got ${value})`);
 }
 
-/** Reduces one point's ordered ops to stages (see the file comment). */
-export function reduceOps(ops: TransformOps, geometry: ImageGeometry): TransformStage[] {
+/**
+ * Reduces one point's ordered ops to stages (see the file comment). Throws for parameters no
+ * graph can run (a geometric map that is not finite or not invertible, gamma <= 0, ...). `scan`
+ * false skips the per-pixel check of which warps are permutations (`integer` is then false), for
+ * a cheap validation of a sweep.
+ */
+export function reduceOps(ops: TransformOps, geometry: ImageGeometry, scan = true): TransformStage[] {
   const { width, height } = geometry;
   const stages: TransformStage[] = [];
   // Pending composed geometric map (forward) and its fill (null = not constrained yet: flips).
@@ -158,11 +163,12 @@ export function reduceOps(ops: TransformOps, geometry: ImageGeometry): Transform
   const flush = () => {
     if (forward && !isIdentityMatrix(forward)) {
       const inverse = invertAffine3(forward);
+      for (const v of inverse) assertFinite(v, 'the inverse of the geometric transform');
       stages.push({
         kind: 'warp',
         inverse,
         fill: fill ?? 0,
-        integer: allSamplesInteger(inverse, width, height),
+        integer: scan && allSamplesInteger(inverse, width, height),
       });
     }
     forward = null;
@@ -242,6 +248,16 @@ function stageSignature(s: TransformStage): string {
 type WarpStage = Extract<TransformStage, { kind: 'warp' }>;
 
 /**
+ * A source coordinate on an axis of `size` pixels, with every coordinate whose bilinear taps all
+ * fall outside the plane moved to -2 (taps -2, -1) or size + 1: the same (zero) samples, but no
+ * huge value that float32 would turn into +-Infinity (or NaN) and GridSample into garbage.
+ */
+function outsideToEdge(v: number, size: number): number {
+  if (v >= -2) return v <= size + 1 ? v : size + 1;
+  return -2; // also NaN
+}
+
+/**
  * GridSample grid (normalised, align_corners=0) of one warp for an input plane of
  * inputHeight x inputWidth (>= the image; padding at the bottom/right): [H, W, 2].
  */
@@ -261,6 +277,8 @@ export function warpGrid(
         sx = Math.round(sx);
         sy = Math.round(sy);
       }
+      sx = outsideToEdge(sx, inputWidth);
+      sy = outsideToEdge(sy, inputHeight);
       grid[o++] = (2 * sx + 1) / inputWidth - 1;
       grid[o++] = (2 * sy + 1) / inputHeight - 1;
     }

@@ -113,7 +113,8 @@ export function cosSinDeg(deg: number): [number, number] {
   if (r === 90) return [0, 1];
   if (r === 180) return [-1, 0];
   if (r === 270) return [0, -1];
-  const rad = (deg * Math.PI) / 180;
+  // The exact remainder (deg itself within one turn): deg * PI / 180 of a large angle is far off.
+  const rad = ((deg % 360) * Math.PI) / 180;
   return [Math.cos(rad), Math.sin(rad)];
 }
 

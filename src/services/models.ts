@@ -2,7 +2,14 @@
 // route hands over the multipart parts as a plain async iterable.
 import type { Readable } from 'node:stream';
 import type { Config } from '../config.js';
-import { type Dim, inspectModel, type ModelInfo, type TensorInfo } from '../engine/onnxModel.js';
+import { classifierOutput } from '../domain/runSpec.js';
+import {
+  type Dim,
+  inspectModel,
+  type ModelInfo,
+  softmaxOutputs,
+  type TensorInfo,
+} from '../engine/onnxModel.js';
 import { AppError, notFound } from '../http/problem.js';
 import { isConstraintViolation } from '../store/blobLock.js';
 import { type BlobStore, BlobTooLargeError, type TempFile } from '../store/blobStore.js';
@@ -323,7 +330,13 @@ export async function registerModel(
     if (existing) return { model: existing, created: false };
 
     const info: ModelInfo = await limited(() => inspectModel(file.path));
-    const preprocessing = resolvePreprocessing(fields.preprocessing ?? {}, info.inputs[0]);
+    const given = { ...fields.preprocessing };
+    // A classifier output computed by a Softmax already is a probability vector (unless told).
+    if (given.outputIsProbability === undefined) {
+      const scores = classifierOutput(info.outputs)?.output.name;
+      if (scores !== undefined && softmaxOutputs(file.path).has(scores)) given.outputIsProbability = true;
+    }
+    const preprocessing = resolvePreprocessing(given, info.inputs[0]);
     const result = await deps.repo.withBlobLock(file.sha256, async (tx) => {
       const again = await tx.findBySha256(file.sha256);
       if (again) return { model: again, created: false };

@@ -8,8 +8,12 @@ import {
   type DatasetFacts,
   type ModelFacts,
   type RunRequest,
+  type RunSpec,
   RunSpecError,
 } from '../domain/runSpec.js';
+import { pointKey, type TransformPoint } from '../domain/sweep.js';
+import { toEngineOps } from '../engine/pointOps.js';
+import { reduceOps } from '../engine/transformGraph.js';
 import { AppError, notFound } from '../http/problem.js';
 import { onClient, shardJob } from '../jobs/queue.js';
 import { isUuid } from '../store/ids.js';
@@ -42,6 +46,27 @@ export function planShards(
   return shards;
 }
 
+/**
+ * Every point must compile into a transform graph (the engine's own reduction, without its
+ * per-pixel scan): a geometric map that overflows or cannot be inverted at this image size, e.g.
+ * scale 1e300 or 1e-9, is refused now with 422 INVALID_SWEEP instead of failing the run later.
+ */
+function checkPointsRunnable(spec: RunSpec, points: readonly TransformPoint[]): void {
+  const { height, width, channels } = spec.input;
+  for (const point of points) {
+    try {
+      reduceOps(toEngineOps(point.ops), { height, width, channels }, false);
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new AppError(
+        422,
+        'INVALID_SWEEP',
+        `transform point ${pointKey(point.params) || '(identity)'} cannot be applied to ${width}x${height} images: ${reason}`,
+      );
+    }
+  }
+}
+
 export async function submitRun(deps: RunServiceDeps, req: RunRequest): Promise<RunView> {
   const { pool } = deps;
   const [model, dataset] = await Promise.all([
@@ -66,6 +91,7 @@ export async function submitRun(deps: RunServiceDeps, req: RunRequest): Promise<
     throw err;
   }
   const { spec } = built;
+  checkPointsRunnable(spec, built.points);
   const imagesPerSample = spec.points + 1;
   const shards = planShards(spec.limit, imagesPerSample, deps.shardInferences, deps.minShards);
   const id = randomUUID();

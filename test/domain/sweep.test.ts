@@ -238,7 +238,9 @@ describe('expandSweep: validation', () => {
     ['scale 0', [{ type: 'scale', values: [0] }], /> 0/],
     ['gamma 0', [{ type: 'gamma', values: [0] }], /> 0/],
     ['contrast < 0', [{ type: 'contrast', values: [-1] }], />= 0/],
-    ['sigma < 0', [{ type: 'gaussian_blur', values: [-0.1] }], />= 0/],
+    ['blur sigma < 0', [{ type: 'gaussian_blur', values: [-0.1] }], /\[0, 1000\]/],
+    // 2 ceil(3 sigma) + 1 taps: a sigma of 1e9 would be a kernel of 6e9 weights.
+    ['blur sigma > 1000', [{ type: 'gaussian_blur', values: [1e9] }], /\[0, 1000\]/],
     ['noise sigma < 0', [{ type: 'gaussian_noise', values: [-1] }], />= 0/],
     ['dilate 1.5', [{ type: 'dilate', values: [1.5] }], /integer >= 1/],
     ['erode 0', [{ type: 'erode', values: [0] }], /integer >= 1/],
