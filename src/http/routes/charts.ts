@@ -21,7 +21,7 @@ const ChartParams = Type.Object({
 });
 
 export async function chartRoutes(app: FastifyInstance, deps: AppDeps) {
-  const runs = runRepository(deps.db.prisma);
+  const runs = runRepository(deps.db);
   const models = modelRepository(deps.db.prisma);
 
   app.get('/v1/runs/:id/charts/:chart', { schema: { params: ChartParams } }, async (req, reply) => {

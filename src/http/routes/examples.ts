@@ -43,7 +43,7 @@ function imageUrl(datasetId: string, index: number, runId?: string, params?: Poi
 }
 
 export async function exampleRoutes(app: FastifyInstance, deps: AppDeps) {
-  const runs = runRepository(deps.db.prisma);
+  const runs = runRepository(deps.db);
   const datasets = datasetRepository(deps.db.prisma);
 
   app.get(

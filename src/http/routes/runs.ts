@@ -121,7 +121,7 @@ const ListQuery = Type.Object(
 );
 
 export async function runRoutes(app: FastifyInstance, deps: AppDeps) {
-  const runs = runRepository(deps.db.prisma);
+  const runs = runRepository(deps.db);
   const service = {
     pool: deps.db.pool,
     boss: deps.queue,
