@@ -14,6 +14,8 @@ COPY prisma.config.ts ./
 RUN npm ci --no-audit --no-fund || npm install --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# src/render/charts.ts imports the dashboard's public/series.js (typed by public/series.d.ts).
+COPY public ./public
 RUN npm run build && npm prune --omit=dev
 
 FROM ${NODE_IMAGE} AS runtime

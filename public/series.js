@@ -1,7 +1,11 @@
-// How transform points become chart series; the same rules as src/render/series.ts (the server's
-// SVG charts): x = the point's first numeric parameter, one line per value of the other
-// parameters, one panel per x parameter; points without a numeric parameter go to a categorical
-// panel labelled by their point key.
+// How a run's transform points become chart series, for the dashboard and for the server's SVG
+// charts alike (src/render/charts.ts imports this file; public/series.d.ts gives it types there):
+// the x axis of a point is its first numeric parameter (in application order) and its line is
+// named by the others, so a rotation sweep is one line against the angle, a grid of rotations x
+// scales is one line per scale against the angle, and a concatenation of rotations and brightness
+// deltas gives two panels (different units). Points without a numeric parameter (flips, identity,
+// [dx, dy] translations, affine) go to a categorical panel labelled by their point key.
+// Plain JavaScript with no imports: the browser loads it as it is, with no build step.
 
 const UNITS = {
   rotate: 'rotation angle (degrees, counter-clockwise)',
@@ -40,11 +44,23 @@ export function pointKey(params) {
 }
 
 /**
- * @typedef {{ point: number, x: number | string, series: string, key: string }} SeriesPoint
- * @typedef {{ param: string | null, axisTitle: string, points: SeriesPoint[] }} Panel
+ * @typedef {object} SeriesPoint
+ * @property {number} point Index of the point in the run's `points`.
+ * @property {number | string} x The x value: a number, or the point key in the categorical panel.
+ * @property {string} series
+ * @property {string} key
+ *
+ * @typedef {object} Panel
+ * @property {string | null} param The x parameter; null for the categorical panel.
+ * @property {string} axisTitle Axis title with unit.
+ * @property {SeriesPoint[]} points
  */
 
-/** @param {Array<Record<string, unknown>>} params @returns {Panel[]} */
+/**
+ * Splits points into panels (first-seen order) of series sorted by x.
+ * @param {ReadonlyArray<Record<string, unknown>>} params
+ * @returns {Panel[]}
+ */
 export function panelsOf(params) {
   /** @type {Map<string, Panel>} */
   const panels = new Map();
@@ -75,7 +91,10 @@ export function panelsOf(params) {
   return [...panels.values()];
 }
 
-/** Layers of the results in the model's graph order (unknown ones last). @param {string[]} layers @param {string[]} order */
+/**
+ * The results' layers in the model's graph order (unknown ones last, in results order).
+ * @param {readonly string[]} layers @param {readonly string[]} order
+ */
 export function orderLayers(layers, order = []) {
   const rank = new Map(order.map((l, i) => [l, i]));
   return [...new Set(layers)]

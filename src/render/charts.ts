@@ -4,8 +4,10 @@
 // and tells its series apart by dash pattern and marker shape as well as colour.
 import { parse, View } from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
+// The series logic is the dashboard's own module (no build step there), so both draw the same panels.
+// Both src/render and dist/render sit two levels below the repository root, beside public/.
+import { orderLayers, panelsOf } from '../../public/series.js';
 import type { PointParams } from '../domain/sweep.js';
-import { panelsOf } from './series.js';
 
 /** The parts of a run's `/results` the charts read (openapi.yaml RunResults). */
 export interface ChartResults {
@@ -355,16 +357,6 @@ function nvSpec(results: ChartResults, ctx: ChartContext): TopLevelSpec {
     }),
   ];
   return wrap(panels, `Normalized variance of ${ctx.title}`);
-}
-
-/** The results' layers, in the model's graph order (unknown ones last, in results order). */
-export function orderLayers(layers: readonly string[], graphOrder: readonly string[] = []): string[] {
-  const rank = new Map(graphOrder.map((l, i) => [l, i]));
-  const unique = [...new Set(layers)];
-  return unique
-    .map((l, i) => ({ l, r: rank.get(l) ?? graphOrder.length + i }))
-    .sort((a, b) => a.r - b.r)
-    .map((x) => x.l);
 }
 
 function wrap(panels: Record<string, unknown>[], description: string): TopLevelSpec {
