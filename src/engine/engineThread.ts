@@ -47,9 +47,15 @@ function lowerThreadPriority(data: PriorityData): void {
 // Module evaluation happens once per thread, before piscina hands it a task: sessions come later.
 lowerThreadPriority((workerData ?? {}) as PriorityData);
 
+/** `gc()`, exposed by the pool (workerPool.ts); absent when this module runs elsewhere. */
+const collectGarbage = (globalThis as { gc?: () => void }).gc;
+
 export default async function engineThreadTask(
   task: EngineTask,
 ): Promise<EvaluateShardResult | FinalizeRunResult | MergePartialsResult> {
   const result = await engineTask(task);
+  // A shard leaves promoted garbage behind, ONNX Runtime's output buffers among it (tens of MB):
+  // collect it now rather than let it pile up under the raised heap limit (workerPool.ts).
+  if (task.kind === 'evaluate') collectGarbage?.();
   return task.kind === 'evaluate' ? { ...(result as EvaluateShardResult), threadId } : result;
 }
