@@ -13,9 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OnnxModelBuilder } from '../src/engine/onnxBuilder.js';
 import { createTestApp, type TestApp } from './helpers/app.js';
 import { expectMatchesSpec } from './helpers/contract.js';
-import { idxImages, idxLabels } from './helpers/datasetFiles.js';
-import { multipartBody } from './helpers/multipart.js';
-import { submitRun, uploadModel, waitForRun } from './helpers/runs.js';
+import { submitRun, uploadIdxDataset, uploadModel, waitForRun } from './helpers/runs.js';
 
 const S = 6; // square images, so 90-degree rotations are permutations
 const N = 16;
@@ -84,20 +82,13 @@ beforeAll(async () => {
     for (let p = 0; p < S * S; p++) pixels[i * S * S + p] = lo + Math.floor(rnd() * span);
   }
   labels = Array.from({ length: N }, (_, i) => i % K);
-  const body = multipartBody([
-    { name: 'name', data: 'synthetic-6x6' },
-    { name: 'classNames', data: JSON.stringify(CLASS_NAMES) },
-    { name: 'images', filename: 'images', data: idxImages(N, S, S, Buffer.from(pixels)) },
-    { name: 'labels', filename: 'labels', data: idxLabels(labels) },
-  ]);
-  const res = await t.app.inject({
-    method: 'POST',
-    url: '/v1/datasets',
-    headers: { ...t.auth, ...body.headers },
-    payload: body.payload,
+  datasetId = await uploadIdxDataset(t, {
+    pixels,
+    labels,
+    size: S,
+    name: 'synthetic-6x6',
+    classNames: CLASS_NAMES,
   });
-  expect(res.statusCode, res.body).toBe(201);
-  datasetId = (res.json() as { id: string }).id;
 }, 60_000);
 afterAll(async () => t?.close());
 

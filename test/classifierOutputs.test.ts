@@ -11,9 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { classifierOutput } from '../src/domain/runSpec.js';
 import { type OnnxDType, OnnxModelBuilder } from '../src/engine/onnxBuilder.js';
 import { createTestApp, type TestApp } from './helpers/app.js';
-import { idxImages, idxLabels } from './helpers/datasetFiles.js';
-import { multipartBody } from './helpers/multipart.js';
-import { submitRun, uploadModel, waitForRun } from './helpers/runs.js';
+import { submitRun, uploadIdxDataset, uploadModel, waitForRun } from './helpers/runs.js';
 
 const S = 8;
 const N = 12;
@@ -129,18 +127,11 @@ beforeAll(async () => {
     seed = (seed * 1103515245 + 12345) % 2 ** 31;
     pixels[i] = seed % 256;
   }
-  const body = multipartBody([
-    { name: 'images', filename: 'images', data: idxImages(N, S, S, pixels) },
-    { name: 'labels', filename: 'labels', data: idxLabels(Array.from({ length: N }, (_, i) => i % K)) },
-  ]);
-  const res = await t.app.inject({
-    method: 'POST',
-    url: '/v1/datasets',
-    headers: { ...t.auth, ...body.headers },
-    payload: body.payload,
+  datasetId = await uploadIdxDataset(t, {
+    pixels,
+    labels: Array.from({ length: N }, (_, i) => i % K),
+    size: S,
   });
-  expect(res.statusCode, res.body).toBe(201);
-  datasetId = (res.json() as { id: string }).id;
 }, 60_000);
 afterAll(async () => t?.close());
 

@@ -11,14 +11,13 @@ import { OnnxModelBuilder } from '../src/engine/onnxBuilder.js';
 import { apiKeyRepository } from '../src/store/apiKeys.js';
 import { createTestApp, type TestApp } from './helpers/app.js';
 import { expectMatchesSpec } from './helpers/contract.js';
-import { idxImages, idxLabels } from './helpers/datasetFiles.js';
-import { multipartBody } from './helpers/multipart.js';
 import { tinyClassifier } from './helpers/onnxModels.js';
 import {
   FMNIST_CLASSES,
   FMNIST_PREPROCESSING,
   submitRun,
   uploadFmnist,
+  uploadIdxDataset,
   uploadModel,
   waitForRun,
 } from './helpers/runs.js';
@@ -101,19 +100,7 @@ async function uploadSynthetic(): Promise<string> {
   const rnd = prng(28);
   const pixels = Buffer.from(Array.from({ length: n * 28 * 28 }, () => Math.floor(rnd() * 256)));
   const labels = Array.from({ length: n }, (_, i) => i % 10);
-  const body = multipartBody([
-    { name: 'name', data: 'synthetic' },
-    { name: 'images', filename: 'images', data: idxImages(n, 28, 28, pixels) },
-    { name: 'labels', filename: 'labels', data: idxLabels(labels) },
-  ]);
-  const res = await t.app.inject({
-    method: 'POST',
-    url: '/v1/datasets',
-    headers: { ...t.auth, ...body.headers },
-    payload: body.payload,
-  });
-  expect(res.statusCode, res.body).toBe(201);
-  return (res.json() as { id: string }).id;
+  return uploadIdxDataset(t, { pixels, labels, size: 28, name: 'synthetic' });
 }
 
 beforeAll(async () => {

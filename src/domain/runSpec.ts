@@ -98,7 +98,7 @@ function imageDims(
   shape: Array<number | string | null> | null,
   layout: Layout,
 ): { h: number | null; w: number | null; c: number | null; n: number | null } {
-  if (!shape || shape.length !== 4) return { h: null, w: null, c: null, n: null };
+  if (shape?.length !== 4) return { h: null, w: null, c: null, n: null };
   const num = (v: number | string | null) => (typeof v === 'number' && v > 0 ? v : null);
   return layout === 'NCHW'
     ? { n: num(shape[0]), c: num(shape[1]), h: num(shape[2]), w: num(shape[3]) }

@@ -253,7 +253,7 @@ type WarpStage = Extract<TransformStage, { kind: 'warp' }>;
  * huge value that float32 would turn into +-Infinity (or NaN) and GridSample into garbage.
  */
 function outsideToEdge(v: number, size: number): number {
-  if (v >= -2) return v <= size + 1 ? v : size + 1;
+  if (v >= -2) return Math.min(v, size + 1);
   return -2; // also NaN
 }
 

@@ -3,7 +3,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'vitest';
 import type { TestApp } from './app.js';
-import { multipartBody } from './multipart.js';
+import { idxImages, idxLabels } from './datasetFiles.js';
+import { type MultipartPart, multipartBody } from './multipart.js';
 
 export const FIXTURES = path.resolve(import.meta.dirname, '..', 'fixtures');
 export const FMNIST_CLASSES = [
@@ -38,8 +39,36 @@ export async function uploadModel(t: TestApp, file: string, fields: Record<strin
   return res.json() as { id: string; layers: Array<{ name: string }> };
 }
 
+/** POST /v1/datasets with these multipart parts; expects 201 (or 200 for known bytes). */
+export async function uploadDataset(t: TestApp, parts: MultipartPart[]): Promise<{ id: string }> {
+  const body = multipartBody(parts);
+  const res = await t.app.inject({
+    method: 'POST',
+    url: '/v1/datasets',
+    headers: { ...t.auth, ...body.headers },
+    payload: body.payload,
+  });
+  expect(res.statusCode, res.body).toBeLessThan(300);
+  return res.json() as { id: string };
+}
+
+/** An IDX pair of n grey images of size x size (pixels n * size * size, row-major). */
+export async function uploadIdxDataset(
+  t: TestApp,
+  d: { pixels: Uint8Array; labels: number[]; size: number; name?: string; classNames?: string[] },
+): Promise<string> {
+  const n = d.labels.length;
+  const parts: MultipartPart[] = [
+    { name: 'images', filename: 'images', data: idxImages(n, d.size, d.size, Buffer.from(d.pixels)) },
+    { name: 'labels', filename: 'labels', data: idxLabels(d.labels) },
+  ];
+  if (d.name) parts.unshift({ name: 'name', data: d.name });
+  if (d.classNames) parts.unshift({ name: 'classNames', data: JSON.stringify(d.classNames) });
+  return (await uploadDataset(t, parts)).id;
+}
+
 export async function uploadFmnist(t: TestApp) {
-  const body = multipartBody([
+  return uploadDataset(t, [
     { name: 'name', data: 'fmnist-test-1k' },
     { name: 'classNames', data: JSON.stringify(FMNIST_CLASSES) },
     {
@@ -53,14 +82,6 @@ export async function uploadFmnist(t: TestApp) {
       data: await readFile(path.join(FIXTURES, 'fmnist-test-1k-labels-idx1-ubyte.gz')),
     },
   ]);
-  const res = await t.app.inject({
-    method: 'POST',
-    url: '/v1/datasets',
-    headers: { ...t.auth, ...body.headers },
-    payload: body.payload,
-  });
-  expect(res.statusCode, res.body).toBeLessThan(300);
-  return res.json() as { id: string };
 }
 
 export const FMNIST_PREPROCESSING = { mean: [0.286], std: [0.353] };
