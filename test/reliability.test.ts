@@ -130,7 +130,11 @@ describe('faults inside one worker process', () => {
 
   it('progress advances at least every 2 s while a run runs', async () => {
     const { t, modelId, datasetId } = env;
-    const run = await submitRun(t, sweep(modelId, datasetId, 1000));
+    // 12 rotations: a run long enough (13,000 images) to see progress move several times.
+    const run = await submitRun(t, {
+      ...sweep(modelId, datasetId, 1000),
+      transforms: [{ type: 'rotate', range: { from: -180, to: 180, step: 30 } }],
+    });
     const changes: number[] = [];
     let last = -1;
     let lastChange = Date.now();
@@ -151,14 +155,17 @@ describe('faults inside one worker process', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(view.status, JSON.stringify(view.error)).toBe('succeeded');
-    expect(view.progress).toEqual({ done: 5000, total: 5000 });
+    expect(view.progress).toEqual({ done: 13000, total: 13000 });
     expect(changes.length, 'progress moved several times').toBeGreaterThanOrEqual(4);
     expect(maxGap, `gaps between progress changes: ${changes.join(', ')} ms`).toBeLessThan(2000);
   }, 90_000);
 
   it('cancel stops in-flight shards within 3 s; no shard completes after it', async () => {
     const { t, modelId, datasetId } = env;
-    const run = await submitRun(t, sweep(modelId, datasetId, 1000));
+    const run = await submitRun(t, {
+      ...sweep(modelId, datasetId, 1000),
+      transforms: [{ type: 'rotate', range: { from: -180, to: 180, step: 30 } }],
+    });
     for (let view = await getRun(run.id); view.progress.done === 0; view = await getRun(run.id)) {
       expect(view.status).toMatch(/queued|running/);
       await new Promise((r) => setTimeout(r, 50));

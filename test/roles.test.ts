@@ -32,7 +32,9 @@ function env(): Record<string, string> {
     DATA_DIR: dataDir,
     INVARIANCE_ADMIN_KEY: KEY,
     WORKERS: '1',
-    SHARD_INFERENCES: '400',
+    // Many small shards (1,000 samples x 5 images in 20 of 250), so that both workers get some even
+    // when one of them starts polling a while after the other.
+    SHARD_INFERENCES: '250',
     LOG_LEVEL: 'warn',
   };
 }
@@ -67,7 +69,7 @@ async function runToEnd(ids: { modelId: string; datasetId: string }) {
     transforms: [{ type: 'rotate', values: [0, 45, 90, 180] }],
     metrics: ['accuracy', 'ekld', 'nv'],
     nv: { layers: ['/Relu_1_output_0', 'logits'], aggregation: ['none', 'mean'] },
-    limit: 600,
+    limit: 1000,
   });
   expect(submitted.status, JSON.stringify(submitted.body)).toBe(202);
   const id = submitted.body.id;

@@ -30,6 +30,7 @@ import type { EnginePool } from '../engine/workerPool.js';
 import { computeVerdict } from '../services/verdicts.js';
 import type { BlobStore } from '../store/blobStore.js';
 import { isUuid } from '../store/ids.js';
+import { inTransaction } from '../store/transaction.js';
 import { FINALIZE_QUEUE, onClient, QUEUE_SCHEMA, SHARD_QUEUE, type ShardJobData, shardJob } from './queue.js';
 
 export interface LifecycleDeps {
@@ -240,9 +241,7 @@ export function createShardHandler(deps: LifecycleDeps) {
   /** A shard taken over once too often from workers that died running it: its run fails. */
   async function giveUpAbandoned(runId: string, index: number, shard: ClaimedShard) {
     const message = abandonedMessage(index, shard.start, shard.count, shard.abandoned);
-    const client = await deps.pool.connect();
-    try {
-      await client.query('BEGIN');
+    await inTransaction(deps.pool, async (client) => {
       const failed = await client.query(
         `UPDATE run_shards SET status = 'failed', error = $3, heartbeat_at = now(), progress = 0
           WHERE run_id = $1 AND index = $2 AND worker_id = $4 AND status = 'running'`,
@@ -252,13 +251,7 @@ export function createShardHandler(deps: LifecycleDeps) {
         await updateRunProgress(client, runId);
         await failRun(client, runId, { code: 'SHARD_ABANDONED', message });
       }
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
     deps.log({ runId, index, abandoned: shard.abandoned }, 'shard abandoned too often: run failed');
   }
 
@@ -289,9 +282,7 @@ export function createShardHandler(deps: LifecycleDeps) {
 
   /** Our running shard back to pending with a new job, in one transaction. */
   async function requeue(runId: string, index: number) {
-    const client = await deps.pool.connect();
-    try {
-      await client.query('BEGIN');
+    await inTransaction(deps.pool, async (client) => {
       const { rows } = await client.query<{ attempts: number }>(
         `UPDATE run_shards SET status = 'pending', worker_id = NULL, heartbeat_at = NULL, progress = 0
           WHERE run_id = $1 AND index = $2 AND worker_id = $3 AND status = 'running' RETURNING attempts`,
@@ -299,13 +290,7 @@ export function createShardHandler(deps: LifecycleDeps) {
       );
       if (rows[0]) await deps.boss.insert([shardJob(runId, index, rows[0].attempts)], onClient(client));
       await updateRunProgress(client, runId);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   /** Our running shard to a final status other than done (its run is over). */
@@ -332,10 +317,7 @@ export function createShardHandler(deps: LifecycleDeps) {
     await writePartialFile(file, partial);
     // Removed when the row certainly does not name it; after an error (was the COMMIT applied?)
     // it stays, and goes with its run's folder.
-    let unused = false;
-    const client = await deps.pool.connect();
-    try {
-      await client.query('BEGIN');
+    const named = await inTransaction(deps.pool, async (client) => {
       // The run row lock serialises shard completions of one run (exactly one sees "last") and
       // orders them against cancel: no shard of a run is done after the run ended.
       const run = await client.query<{ status: string }>('SELECT status FROM runs WHERE id = $1 FOR UPDATE', [
@@ -347,9 +329,7 @@ export function createShardHandler(deps: LifecycleDeps) {
             WHERE run_id = $1 AND index = $2 AND status = 'running' AND worker_id = $3`,
           [runId, index, deps.workerId],
         );
-        await client.query('COMMIT');
-        unused = true;
-        return;
+        return false;
       }
       const timings = { ...result.timings, threadId: result.threadId ?? null, workerId: deps.workerId };
       const saved = await client.query(
@@ -359,28 +339,21 @@ export function createShardHandler(deps: LifecycleDeps) {
           WHERE run_id = $1 AND index = $2 AND status = 'running' AND worker_id = $6`,
         [runId, index, ref, result.inferences, durationMs, deps.workerId, JSON.stringify(timings)],
       );
-      if (saved.rowCount) {
-        await updateRunProgress(client, runId);
-        const left = await client.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM run_shards WHERE run_id = $1 AND status <> 'done'`,
-          [runId],
+      if (!saved.rowCount) return false; // not ours any more
+      await updateRunProgress(client, runId);
+      const left = await client.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM run_shards WHERE run_id = $1 AND status <> 'done'`,
+        [runId],
+      );
+      if (left.rows[0].n === 0) {
+        await deps.boss.insert(
+          [{ name: FINALIZE_QUEUE, data: { runId }, singletonKey: runId, expireInSeconds: 600 }],
+          onClient(client),
         );
-        if (left.rows[0].n === 0) {
-          await deps.boss.insert(
-            [{ name: FINALIZE_QUEUE, data: { runId }, singletonKey: runId, expireInSeconds: 600 }],
-            onClient(client),
-          );
-        }
       }
-      await client.query('COMMIT');
-      unused = !saved.rowCount; // not ours any more
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-      if (unused) await rm(file, { force: true }).catch(() => undefined);
-    }
+      return true;
+    });
+    if (!named) await rm(file, { force: true }).catch(() => undefined);
   }
 
   /** Stops in-flight shards (process shutdown) so they can be handed back; takes no new ones. */
@@ -446,10 +419,7 @@ export function createFinalizeHandler(deps: LifecycleDeps) {
     try {
       const merged = await foldPartials(deps, runId, shards.rows, ctx);
       const shardMs = shards.rows.map((s) => s.duration_ms ?? 0);
-      const client = await pool.connect();
-      let succeeded = false;
-      try {
-        await client.query('BEGIN');
+      const succeeded = await inTransaction(pool, async (client) => {
         // The verdict is written with the results: a client that sees "succeeded" sees it too.
         const verdict = await computeVerdict(
           client,
@@ -487,14 +457,8 @@ export function createFinalizeHandler(deps: LifecycleDeps) {
               WHERE run_id = $1 AND (partial IS NOT NULL OR partial_file IS NOT NULL)`,
             [runId],
           );
-        await client.query('COMMIT');
-        succeeded = done.rowCount === 1;
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      } finally {
-        client.release();
-      }
+        return done.rowCount === 1;
+      });
       // After the commit: a crash before this leaves the folder to removeOrphanedPartials.
       if (succeeded) await removeRunPartials(deps, runId);
     } catch (err) {
@@ -587,9 +551,7 @@ async function missingPartials(partialsDir: string, shards: DoneShard[]): Promis
 
 /** Done shards of a running run back to pending, with jobs, in one transaction. */
 async function rerunShards(deps: LifecycleDeps, runId: string, indexes: number[]) {
-  const client = await deps.pool.connect();
-  try {
-    await client.query('BEGIN');
+  const rows = await inTransaction(deps.pool, async (client) => {
     const { rows } = await client.query<{ index: number; attempts: number }>(
       `UPDATE run_shards s
           SET status = 'pending', partial = NULL, partial_file = NULL, worker_id = NULL, heartbeat_at = NULL,
@@ -606,15 +568,10 @@ async function rerunShards(deps: LifecycleDeps, runId: string, indexes: number[]
       );
       await updateRunProgress(client, runId);
     }
-    await client.query('COMMIT');
-    if (rows.length) {
-      deps.log({ runId, shards: rows.map((r) => r.index) }, 'partial statistics missing: shards run again');
-    }
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
+    return rows;
+  });
+  if (rows.length) {
+    deps.log({ runId, shards: rows.map((r) => r.index) }, 'partial statistics missing: shards run again');
   }
 }
 
@@ -634,9 +591,7 @@ function abandonedMessage(index: number, start: number, count: number, times: nu
 export async function recoverStaleShards(
   deps: Pick<LifecycleDeps, 'pool' | 'boss' | 'staleAfterMs' | 'shardRetries' | 'log'>,
 ) {
-  const client = await deps.pool.connect();
-  try {
-    await client.query('BEGIN');
+  return inTransaction(deps.pool, async (client) => {
     const { rows } = await client.query<{
       run_id: string;
       index: number;
@@ -678,14 +633,8 @@ export async function recoverStaleShards(
       );
     }
     for (const runId of new Set(rows.map((r) => r.run_id))) await updateRunProgress(client, runId);
-    await client.query('COMMIT');
     return rows.length;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /**
@@ -697,9 +646,7 @@ export async function recoverStaleShards(
 export async function recoverOrphanedJobs(
   deps: Pick<LifecycleDeps, 'pool' | 'boss' | 'staleAfterMs' | 'log'>,
 ) {
-  const client = await deps.pool.connect();
-  try {
-    await client.query('BEGIN');
+  return inTransaction(deps.pool, async (client) => {
     const { rows } = await client.query<{ id: string; run_id: string; index: number; attempts: number }>(
       `SELECT j.id, s.run_id, s.index, s.attempts
          FROM ${QUEUE_SCHEMA}.job j
@@ -729,14 +676,8 @@ export async function recoverOrphanedJobs(
         'requeued orphaned shard jobs',
       );
     }
-    await client.query('COMMIT');
     return jobs.length;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** Writes a shard's partial statistics and syncs them, so that a row naming the file is true. */

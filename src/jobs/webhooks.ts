@@ -6,6 +6,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type PgBoss from 'pg-boss';
+import { inTransaction } from '../store/transaction.js';
 import { onClient } from './queue.js';
 
 export const WEBHOOK_EVENTS = ['run.succeeded', 'run.failed', 'run.canceled', 'verdict.failed'] as const;
@@ -72,17 +73,12 @@ export async function dispatchWebhookEvents(
   boss: PgBoss,
   opts: WebhookOptions,
 ): Promise<number> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return inTransaction(pool, async (client) => {
     const { rows: events } = await client.query<EventRow>(
       `SELECT id, type, run_id, created_at FROM webhook_events
         WHERE dispatched_at IS NULL ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED`,
     );
-    if (events.length === 0) {
-      await client.query('COMMIT');
-      return 0;
-    }
+    if (events.length === 0) return 0;
     const { rows: hooks } = await client.query<{ id: string; events: string[] }>(
       'SELECT id, events FROM webhooks WHERE deleted_at IS NULL',
     );
@@ -109,14 +105,8 @@ export async function dispatchWebhookEvents(
     await client.query('UPDATE webhook_events SET dispatched_at = now() WHERE id = ANY($1::bigint[])', [
       events.map((e) => e.id),
     ]);
-    await client.query('COMMIT');
     return events.length;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** One delivery attempt; throws (so the queue retries) unless the receiver answered 2xx. */

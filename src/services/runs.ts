@@ -18,6 +18,7 @@ import { AppError, notFound } from '../http/problem.js';
 import { onClient, shardJob } from '../jobs/queue.js';
 import { isUuid } from '../store/ids.js';
 import type { RunRepository, RunView } from '../store/runRepository.js';
+import { inTransaction } from '../store/transaction.js';
 
 export interface RunServiceDeps {
   pool: pg.Pool;
@@ -96,34 +97,32 @@ export async function submitRun(deps: RunServiceDeps, req: RunRequest): Promise<
   const shards = planShards(spec.limit, imagesPerSample, deps.shardInferences, deps.minShards);
   const id = randomUUID();
 
-  const client = await pool.connect();
   try {
-    await client.query('BEGIN');
-    await client.query(
-      `INSERT INTO runs (id, model_id, dataset_id, name, tags, status, request, progress_total)
-       VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)`,
-      [
-        id,
-        spec.modelId,
-        spec.datasetId,
-        spec.name,
-        spec.tags,
-        JSON.stringify(spec),
-        spec.limit * imagesPerSample,
-      ],
-    );
-    await client.query(
-      `INSERT INTO run_shards (run_id, index, start, count)
-       SELECT $1, * FROM unnest($2::int[], $3::int[], $4::int[])`,
-      [id, shards.map((s) => s.index), shards.map((s) => s.start), shards.map((s) => s.count)],
-    );
-    await deps.boss.insert(
-      shards.map((s) => shardJob(id, s.index, 0)),
-      onClient(client),
-    );
-    await client.query('COMMIT');
+    await inTransaction(pool, async (client) => {
+      await client.query(
+        `INSERT INTO runs (id, model_id, dataset_id, name, tags, status, request, progress_total)
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)`,
+        [
+          id,
+          spec.modelId,
+          spec.datasetId,
+          spec.name,
+          spec.tags,
+          JSON.stringify(spec),
+          spec.limit * imagesPerSample,
+        ],
+      );
+      await client.query(
+        `INSERT INTO run_shards (run_id, index, start, count)
+         SELECT $1, * FROM unnest($2::int[], $3::int[], $4::int[])`,
+        [id, shards.map((s) => s.index), shards.map((s) => s.start), shards.map((s) => s.count)],
+      );
+      await deps.boss.insert(
+        shards.map((s) => shardJob(id, s.index, 0)),
+        onClient(client),
+      );
+    });
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
     // The model or dataset was deleted between the checks above and the insert.
     if ((err as { code?: unknown }).code === '23503') {
       const constraint = String((err as { constraint?: unknown }).constraint ?? '');
@@ -132,8 +131,6 @@ export async function submitRun(deps: RunServiceDeps, req: RunRequest): Promise<
         : new AppError(422, 'MODEL_NOT_FOUND', `model ${req.modelId} does not exist`);
     }
     throw err;
-  } finally {
-    client.release();
   }
   const view = await deps.runs.findById(id);
   if (!view) throw new Error('run vanished after insert');
