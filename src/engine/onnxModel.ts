@@ -47,6 +47,8 @@ export interface ModelInfo {
   outputs: TensorInfo[];
   /** Float tensors produced by nodes of the main graph that depend on the input, in node order. */
   layers: LayerInfo[];
+  /** Outputs a Softmax produces (directly or through reshapes): already probability vectors. */
+  probabilityOutputs: string[];
 }
 
 export interface InspectOptions {
@@ -970,12 +972,11 @@ async function probe(
 const SHAPE_ONLY_OPS = new Set(['Identity', 'Reshape', 'Flatten', 'Squeeze', 'Unsqueeze']);
 
 /**
- * The graph outputs of the model at `filePath` that a Softmax produces, directly or through
- * reshaping ops only (Identity, Reshape, Flatten, Squeeze, Unsqueeze): outputs that already are
- * probability vectors (SPEC 4: "detect or accept outputIsProbability").
+ * The graph outputs that a Softmax produces, directly or through reshaping ops only (Identity,
+ * Reshape, Flatten, Squeeze, Unsqueeze): outputs that already are probability vectors (SPEC 4:
+ * "detect or accept outputIsProbability").
  */
-export function softmaxOutputs(filePath: string): Set<string> {
-  const graph = parseOnnxFile(filePath).graph;
+function softmaxOutputs(graph: ParsedModel['graph']): Set<string> {
   const found = new Set<string>();
   if (!graph) return found;
   const producer = new Map<string, RawNode>();
@@ -1033,6 +1034,7 @@ export async function inspectModel(filePath: string, options: InspectOptions = {
     inputs: [{ name: input.name, type: input.type as string, shape: input.shape }],
     outputs,
     layers: found.filter(isLayer).map((c) => ({ name: c.name, opType: c.opType, shape: c.shape })),
+    probabilityOutputs: [...softmaxOutputs(graph)],
   };
   // PostgreSQL cannot store U+0000 in text or jsonb.
   if (JSON.stringify(info).includes('\\u0000')) {

@@ -3,13 +3,7 @@
 import type { Readable } from 'node:stream';
 import type { Config } from '../config.js';
 import { classifierOutput } from '../domain/runSpec.js';
-import {
-  type Dim,
-  inspectModel,
-  type ModelInfo,
-  softmaxOutputs,
-  type TensorInfo,
-} from '../engine/onnxModel.js';
+import { type Dim, inspectModel, type ModelInfo, type TensorInfo } from '../engine/onnxModel.js';
 import { AppError, notFound } from '../http/problem.js';
 import { isConstraintViolation } from '../store/blobLock.js';
 import { type BlobStore, BlobTooLargeError, type TempFile } from '../store/blobStore.js';
@@ -334,7 +328,7 @@ export async function registerModel(
     // A classifier output computed by a Softmax already is a probability vector (unless told).
     if (given.outputIsProbability === undefined) {
       const scores = classifierOutput(info.outputs)?.output.name;
-      if (scores !== undefined && softmaxOutputs(file.path).has(scores)) given.outputIsProbability = true;
+      if (scores !== undefined && info.probabilityOutputs.includes(scores)) given.outputIsProbability = true;
     }
     const preprocessing = resolvePreprocessing(given, info.inputs[0]);
     const result = await deps.repo.withBlobLock(file.sha256, async (tx) => {
