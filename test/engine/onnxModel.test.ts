@@ -72,6 +72,8 @@ describe('inspectModel on the fixtures', () => {
       inputs: [{ name: 'input', type: 'float32', shape: ['batch', 1, 28, 28] }],
       outputs: [{ name: 'logits', type: 'float32', shape: ['batch', 10] }],
       layers: FIXTURE_LAYERS,
+      // logits, not probabilities: no Softmax at the end
+      probabilityOutputs: [],
     });
   });
 
