@@ -240,19 +240,14 @@ export function createShardHandler(deps: LifecycleDeps) {
 
   /** A shard taken over once too often from workers that died running it: its run fails. */
   async function giveUpAbandoned(runId: string, index: number, shard: ClaimedShard) {
-    const message = abandonedMessage(index, shard.start, shard.count, shard.abandoned);
     await inTransaction(deps.pool, async (client) => {
       const failed = await client.query(
-        `UPDATE run_shards SET status = 'failed', error = $3, heartbeat_at = now(), progress = 0
-          WHERE run_id = $1 AND index = $2 AND worker_id = $4 AND status = 'running'`,
-        [runId, index, message, deps.workerId],
+        `UPDATE run_shards SET status = 'failed', heartbeat_at = now(), progress = 0
+          WHERE run_id = $1 AND index = $2 AND worker_id = $3 AND status = 'running'`,
+        [runId, index, deps.workerId],
       );
-      if (failed.rowCount) {
-        await updateRunProgress(client, runId);
-        await failRun(client, runId, { code: 'SHARD_ABANDONED', message });
-      }
+      if (failed.rowCount) await failAbandoned(client, deps, { runId, index, ...shard });
     });
-    deps.log({ runId, index, abandoned: shard.abandoned }, 'shard abandoned too often: run failed');
   }
 
   async function heartbeat(runId: string, index: number, control: Int32Array) {
@@ -575,12 +570,29 @@ async function rerunShards(deps: LifecycleDeps, runId: string, indexes: number[]
   }
 }
 
-function abandonedMessage(index: number, start: number, count: number, times: number): string {
-  return (
-    `shard ${index} (samples ${start}..${start + count - 1}) was abandoned ${times} times: ` +
+/**
+ * The run of a shard abandoned more than SHARD_RETRIES times (its status already failed) fails
+ * with SHARD_ABANDONED, the reason on both rows. Both ways of noticing end here: the janitor's
+ * sweep and a worker that would take the shard over.
+ */
+async function failAbandoned(
+  client: pg.PoolClient,
+  deps: Pick<LifecycleDeps, 'log'>,
+  shard: { runId: string; index: number; start: number; count: number; abandoned: number },
+) {
+  const { runId, index, start, count, abandoned } = shard;
+  const message =
+    `shard ${index} (samples ${start}..${start + count - 1}) was abandoned ${abandoned} times: ` +
     'the worker running it stopped heart-beating each time (its process crashed or was killed); ' +
-    'not issued again'
-  );
+    'not issued again';
+  await client.query('UPDATE run_shards SET error = $3 WHERE run_id = $1 AND index = $2', [
+    runId,
+    index,
+    message,
+  ]);
+  await updateRunProgress(client, runId);
+  await failRun(client, runId, { code: 'SHARD_ABANDONED', message });
+  deps.log({ runId, index, abandoned }, 'shard abandoned too often: run failed');
 }
 
 /**
@@ -619,20 +631,10 @@ export async function recoverStaleShards(
       deps.log({ shards: again.map((r) => `${r.run_id}:${r.index}`) }, 'requeued shards of a dead worker');
     }
     for (const r of rows) {
-      if (r.abandoned <= deps.shardRetries) continue;
-      const message = abandonedMessage(r.index, r.start, r.count, r.abandoned);
-      await client.query('UPDATE run_shards SET error = $3 WHERE run_id = $1 AND index = $2', [
-        r.run_id,
-        r.index,
-        message,
-      ]);
-      await failRun(client, r.run_id, { code: 'SHARD_ABANDONED', message });
-      deps.log(
-        { runId: r.run_id, index: r.index, abandoned: r.abandoned },
-        'shard abandoned too often: run failed',
-      );
+      if (!again.includes(r)) await failAbandoned(client, deps, { runId: r.run_id, ...r });
     }
-    for (const runId of new Set(rows.map((r) => r.run_id))) await updateRunProgress(client, runId);
+    // (failAbandoned updated the progress of the others.)
+    for (const runId of new Set(again.map((r) => r.run_id))) await updateRunProgress(client, runId);
     return rows.length;
   });
 }
