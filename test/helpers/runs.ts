@@ -20,8 +20,21 @@ export const FMNIST_CLASSES = [
   'Ankle boot',
 ];
 
+/** POST `url` with these multipart parts and the admin key; expects a 2xx. */
+async function postMultipart<T>(t: TestApp, url: string, parts: MultipartPart[]): Promise<T> {
+  const body = multipartBody(parts);
+  const res = await t.app.inject({
+    method: 'POST',
+    url,
+    headers: { ...t.auth, ...body.headers },
+    payload: body.payload,
+  });
+  expect(res.statusCode, res.body).toBeLessThan(300);
+  return res.json() as T;
+}
+
 export async function uploadModel(t: TestApp, file: string, fields: Record<string, string> = {}) {
-  const body = multipartBody([
+  return postMultipart<{ id: string; layers: Array<{ name: string }> }>(t, '/v1/models', [
     ...Object.entries(fields).map(([name, data]) => ({ name, data })),
     {
       name: 'file',
@@ -29,27 +42,11 @@ export async function uploadModel(t: TestApp, file: string, fields: Record<strin
       data: await readFile(path.isAbsolute(file) ? file : path.join(FIXTURES, file)),
     },
   ]);
-  const res = await t.app.inject({
-    method: 'POST',
-    url: '/v1/models',
-    headers: { ...t.auth, ...body.headers },
-    payload: body.payload,
-  });
-  expect(res.statusCode, res.body).toBeLessThan(300);
-  return res.json() as { id: string; layers: Array<{ name: string }> };
 }
 
 /** POST /v1/datasets with these multipart parts; expects 201 (or 200 for known bytes). */
-export async function uploadDataset(t: TestApp, parts: MultipartPart[]): Promise<{ id: string }> {
-  const body = multipartBody(parts);
-  const res = await t.app.inject({
-    method: 'POST',
-    url: '/v1/datasets',
-    headers: { ...t.auth, ...body.headers },
-    payload: body.payload,
-  });
-  expect(res.statusCode, res.body).toBeLessThan(300);
-  return res.json() as { id: string };
+export function uploadDataset(t: TestApp, parts: MultipartPart[]): Promise<{ id: string }> {
+  return postMultipart(t, '/v1/datasets', parts);
 }
 
 /** An IDX pair of n grey images of size x size (pixels n * size * size, row-major). */
