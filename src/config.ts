@@ -61,20 +61,14 @@ export class ConfigError extends Error {}
 
 type Env = Record<string, string | undefined>;
 
-function int(env: Env, name: string, fallback: number, min = 0): number {
+function int(env: Env, name: string, fallback: number, min = 0, max = Number.POSITIVE_INFINITY): number {
   const raw = env[name];
   if (raw === undefined || raw.trim() === '') return fallback;
   const value = Number(raw);
-  if (!Number.isSafeInteger(value) || value < min) {
-    throw new ConfigError(`${name} must be an integer >= ${min}, got "${raw}"`);
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    const range = max === Number.POSITIVE_INFINITY ? `>= ${min}` : `from ${min} to ${max}`;
+    throw new ConfigError(`${name} must be an integer ${range}, got "${raw}"`);
   }
-  return value;
-}
-
-function intInRange(env: Env, name: string, fallback: number, min: number, max: number): number {
-  const value = int(env, name, fallback, min);
-  if (value > max)
-    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${env[name]}"`);
   return value;
 }
 
@@ -132,7 +126,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     workers,
     ortThreads,
     ortEp: oneOf(env, 'ORT_EP', ['cpu', 'cuda'] as const, 'cpu'),
-    engineNice: intInRange(env, 'ENGINE_NICE', 10, 0, 19),
+    engineNice: int(env, 'ENGINE_NICE', 10, 0, 19),
     overload: {
       rateLimitPerMinute: int(env, 'RATE_LIMIT_PER_MINUTE', 600, 0),
       maxConcurrentUploads: int(env, 'MAX_CONCURRENT_UPLOADS', 4, 1),
