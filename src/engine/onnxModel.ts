@@ -976,9 +976,8 @@ const SHAPE_ONLY_OPS = new Set(['Identity', 'Reshape', 'Flatten', 'Squeeze', 'Un
  * Reshape, Flatten, Squeeze, Unsqueeze): outputs that already are probability vectors (SPEC 4:
  * "detect or accept outputIsProbability").
  */
-function softmaxOutputs(graph: ParsedModel['graph']): Set<string> {
+function softmaxOutputs(graph: RawGraph): Set<string> {
   const found = new Set<string>();
-  if (!graph) return found;
   const producer = new Map<string, RawNode>();
   for (const node of graph.nodes) for (const out of node.outputs) if (out) producer.set(out, node);
   for (const output of graph.outputs) {
