@@ -30,38 +30,24 @@ import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { gunzipSync } from 'node:zlib';
 import * as ort from 'onnxruntime-node';
-import { buildRunSpec, type Metric, type RunSpec } from '../src/domain/runSpec.js';
+import type { Metric, RunSpec } from '../src/domain/runSpec.js';
 import { expandSweep } from '../src/domain/sweep.js';
 import {
   CONTROL_SLOTS,
   type EvaluateShardResult,
   type FinalizeRunResult,
 } from '../src/engine/engineTasks.js';
-import { inspectModel } from '../src/engine/onnxModel.js';
 import { toPlanarFloat } from '../src/engine/pixels.js';
 import { toEngineOps } from '../src/engine/pointOps.js';
 import { compileTransformPlan, createTransformRunner } from '../src/engine/transformGraph.js';
 import { createEnginePool } from '../src/engine/workerPool.js';
 import { ingestDataset, openCanonicalDataset } from '../src/ingest/index.js';
 import { planShards } from '../src/services/runs.js';
+import { FMNIST_CLASSES as CLASS_NAMES, FIXTURES, fixtureRunSpec } from '../test/helpers/fixtures.js';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const FIXTURES = path.resolve(HERE, '..', 'test', 'fixtures');
 const MODEL = path.join(FIXTURES, 'fmnist-cnn-plain.onnx');
 const IMAGES_GZ = path.join(FIXTURES, 'fmnist-test-1k-images-idx3-ubyte.gz');
 const LABELS_GZ = path.join(FIXTURES, 'fmnist-test-1k-labels-idx1-ubyte.gz');
-const CLASS_NAMES = [
-  'T-shirt/top',
-  'Trouser',
-  'Pullover',
-  'Dress',
-  'Coat',
-  'Sandal',
-  'Shirt',
-  'Sneaker',
-  'Bag',
-  'Ankle boot',
-];
 const ANGLES = Array.from({ length: 12 }, (_, i) => -180 + 30 * i);
 
 // ---------------------------------------------------------------------------------------------
@@ -284,8 +270,7 @@ async function setup(samples: number, metrics: Metric[]): Promise<Setup> {
     },
     classNames: CLASS_NAMES,
   });
-  const info = await inspectModel(MODEL);
-  const { spec } = buildRunSpec(
+  const spec = await fixtureRunSpec(
     {
       modelId: 'bench-model',
       datasetId: 'bench-dataset',
@@ -293,19 +278,8 @@ async function setup(samples: number, metrics: Metric[]): Promise<Setup> {
       metrics,
       nv: { layers: 'all', aggregation: ['mean', 'none'] },
     },
-    {
-      inputs: info.inputs,
-      outputs: info.outputs,
-      layers: info.layers,
-      preprocessing: { mean: [0.286], std: [0.353], layout: 'NCHW', outputIsProbability: false },
-    },
-    {
-      count: ingested.meta.count,
-      width: ingested.meta.width,
-      height: ingested.meta.height,
-      channels: ingested.meta.channels,
-      classes: ingested.classes,
-    },
+    MODEL,
+    ingested,
     { maxRunInferences: 50_000_000, maxPoints: 100_000 },
   );
   const modelSha256 = createHash('sha256')

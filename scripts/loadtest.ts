@@ -42,21 +42,9 @@ import pg from 'pg';
 import { decodeCursor } from '../src/store/pagination.js';
 import { listRunsJson } from '../src/store/runQueries.js';
 import type { RunFilters } from '../src/store/runRepository.js';
+import { FMNIST_CLASSES as CLASS_NAMES, FIXTURES } from '../test/helpers/fixtures.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const FIXTURES = path.join(ROOT, 'test', 'fixtures');
-const CLASS_NAMES = [
-  'T-shirt/top',
-  'Trouser',
-  'Pullover',
-  'Dress',
-  'Coat',
-  'Sandal',
-  'Shirt',
-  'Sneaker',
-  'Bag',
-  'Ankle boot',
-];
 
 const { values: args } = parseArgs({
   options: {

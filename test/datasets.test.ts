@@ -23,21 +23,9 @@ import {
   tarFile,
   zipFile,
 } from './helpers/datasetFiles.js';
+import { FIXTURES, FMNIST_CLASSES } from './helpers/fixtures.js';
 import { type MultipartPart, multipartBody } from './helpers/multipart.js';
 
-const FIXTURES = path.resolve(import.meta.dirname, 'fixtures');
-const FMNIST_CLASSES = [
-  'T-shirt/top',
-  'Trouser',
-  'Pullover',
-  'Dress',
-  'Coat',
-  'Sandal',
-  'Shirt',
-  'Sneaker',
-  'Bag',
-  'Ankle boot',
-];
 const MiB = 1024 * 1024;
 const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 

@@ -8,12 +8,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
-import { buildRunSpec, type RunSpec } from '../../src/domain/runSpec.js';
+import type { RunSpec } from '../../src/domain/runSpec.js';
 import { CONTROL_SLOTS } from '../../src/engine/engineTasks.js';
-import { inspectModel } from '../../src/engine/onnxModel.js';
 import { createEnginePool, type EnginePool } from '../../src/engine/workerPool.js';
 import { ingestDataset } from '../../src/ingest/index.js';
-import { FIXTURES, FMNIST_CLASSES } from '../helpers/runs.js';
+import { FIXTURES, FMNIST_CLASSES, fixtureRunSpec } from '../helpers/fixtures.js';
 
 const MODEL = path.join(FIXTURES, 'fmnist-cnn-plain.onnx');
 const NICE = 7;
@@ -69,8 +68,7 @@ describe.skipIf(process.platform !== 'linux')('engine threads at ENGINE_NICE (Li
         classNames: FMNIST_CLASSES,
       },
     );
-    const info = await inspectModel(MODEL);
-    spec = buildRunSpec(
+    spec = await fixtureRunSpec(
       {
         modelId: 'm',
         datasetId: 'd',
@@ -78,21 +76,10 @@ describe.skipIf(process.platform !== 'linux')('engine threads at ENGINE_NICE (Li
         metrics: ['accuracy'],
         limit: 64,
       },
-      {
-        inputs: info.inputs,
-        outputs: info.outputs,
-        layers: info.layers,
-        preprocessing: { mean: [0.286], std: [0.353], layout: 'NCHW', outputIsProbability: false },
-      },
-      {
-        count: ingested.meta.count,
-        width: ingested.meta.width,
-        height: ingested.meta.height,
-        channels: ingested.meta.channels,
-        classes: ingested.classes,
-      },
+      MODEL,
+      ingested,
       { maxRunInferences: 1_000_000, maxPoints: 1000 },
-    ).spec;
+    );
   });
   afterAll(async () => {
     await pool?.destroy();

@@ -4,21 +4,10 @@ import path from 'node:path';
 import { expect } from 'vitest';
 import type { TestApp } from './app.js';
 import { idxImages, idxLabels } from './datasetFiles.js';
+import { FIXTURES, FMNIST_CLASSES } from './fixtures.js';
 import { type MultipartPart, multipartBody } from './multipart.js';
 
-export const FIXTURES = path.resolve(import.meta.dirname, '..', 'fixtures');
-export const FMNIST_CLASSES = [
-  'T-shirt/top',
-  'Trouser',
-  'Pullover',
-  'Dress',
-  'Coat',
-  'Sandal',
-  'Shirt',
-  'Sneaker',
-  'Bag',
-  'Ankle boot',
-];
+export { FIXTURES, FMNIST_CLASSES, FMNIST_PREPROCESSING } from './fixtures.js';
 
 /** POST `url` with these multipart parts and the admin key; expects a 2xx. */
 async function postMultipart<T>(t: TestApp, url: string, parts: MultipartPart[]): Promise<T> {
@@ -80,8 +69,6 @@ export async function uploadFmnist(t: TestApp) {
     },
   ]);
 }
-
-export const FMNIST_PREPROCESSING = { mean: [0.286], std: [0.353] };
 
 export async function submitRun(t: TestApp, request: Record<string, unknown>) {
   const res = await t.app.inject({ method: 'POST', url: '/v1/runs', headers: t.auth, payload: request });
