@@ -17,7 +17,7 @@ import { reduceOps } from '../engine/transformGraph.js';
 import { AppError, notFound } from '../http/problem.js';
 import { onClient, shardJob } from '../jobs/queue.js';
 import { isUuid } from '../store/ids.js';
-import type { RunRepository, RunView } from '../store/runRepository.js';
+import type { RunRepository, RunStatus, RunView } from '../store/runRepository.js';
 import { inTransaction } from '../store/transaction.js';
 
 export interface RunServiceDeps {
@@ -143,20 +143,37 @@ export async function getRun(runs: RunRepository, id: string): Promise<RunView> 
   return run;
 }
 
-export async function getResults(runs: RunRepository, id: string): Promise<unknown> {
-  const row = isUuid(id) ? await runs.results(id) : null;
-  if (!row) throw notFound('run', id);
-  if (row.status !== 'succeeded') {
+/** 409 RUN_NOT_FINISHED unless the run has succeeded: `what` (results, charts, ...) exist only then. */
+function requireSucceeded(id: string, status: RunStatus, what: string): void {
+  if (status !== 'succeeded') {
     throw new AppError(
       409,
       'RUN_NOT_FINISHED',
-      `run ${id} is ${row.status}; results exist once it has succeeded`,
+      `run ${id} is ${status}; ${what} exist once it has succeeded`,
       {
-        runStatus: row.status,
+        runStatus: status,
       },
     );
   }
+}
+
+export async function getResults(runs: RunRepository, id: string): Promise<unknown> {
+  const row = isUuid(id) ? await runs.results(id) : null;
+  if (!row) throw notFound('run', id);
+  requireSucceeded(id, row.status, 'results');
   return row.results;
+}
+
+/** A succeeded run with its results, for what is derived from them (charts, examples). */
+export async function getSucceededRun(
+  runs: RunRepository,
+  id: string,
+  what: string,
+): Promise<{ run: RunView; results: unknown }> {
+  const run = await getRun(runs, id);
+  requireSucceeded(id, run.status, what);
+  const row = await runs.results(id);
+  return { run, results: row?.results ?? null };
 }
 
 export async function cancelRun(runs: RunRepository, id: string): Promise<RunView> {

@@ -10,10 +10,10 @@ import {
   ChartUnavailableError,
   renderChart,
 } from '../../render/charts.js';
-import { isUuid } from '../../store/ids.js';
+import { getSucceededRun } from '../../services/runs.js';
 import { modelRepository } from '../../store/modelRepository.js';
 import { runRepository } from '../../store/runRepository.js';
-import { AppError, notFound } from '../problem.js';
+import { AppError } from '../problem.js';
 
 const ChartParams = Type.Object({
   id: Type.String({ maxLength: 100 }),
@@ -34,23 +34,11 @@ export async function chartRoutes(app: FastifyInstance, deps: AppDeps) {
         `no chart ${chart}; charts: ${CHART_NAMES.map((c) => `${c}.svg`).join(', ')}`,
       );
     }
-    const run = isUuid(id) ? await runs.findById(id) : null;
-    if (!run) throw notFound('run', id);
-    if (run.status !== 'succeeded') {
-      throw new AppError(
-        409,
-        'RUN_NOT_FINISHED',
-        `run ${id} is ${run.status}; charts exist once it has succeeded`,
-        {
-          runStatus: run.status,
-        },
-      );
-    }
-    const row = await runs.results(id);
+    const { run, results } = await getSucceededRun(runs, id, 'charts');
     const model = name === 'nv' ? await models.findById(run.modelId) : null;
     let svg: string;
     try {
-      svg = await renderChart(name, row?.results as ChartResults, {
+      svg = await renderChart(name, results as ChartResults, {
         title: run.name ?? `run ${run.id.slice(0, 8)}`,
         layerOrder: model?.layers.map((l) => l.name),
       });

@@ -14,6 +14,7 @@ import {
   resolvePoint,
   TransformParamError,
 } from '../../render/datasetImage.js';
+import { getSucceededRun } from '../../services/runs.js';
 import { datasetRepository } from '../../store/datasetRepository.js';
 import { isUuid } from '../../store/ids.js';
 import { runRepository } from '../../store/runRepository.js';
@@ -52,20 +53,9 @@ export async function exampleRoutes(app: FastifyInstance, deps: AppDeps) {
     async (req) => {
       const { id } = req.params as Static<typeof IdParams>;
       const { limit } = req.query as Static<typeof ExamplesQuery>;
-      const run = isUuid(id) ? await runs.findById(id) : null;
-      if (!run) throw notFound('run', id);
-      if (run.status !== 'succeeded') {
-        throw new AppError(
-          409,
-          'RUN_NOT_FINISHED',
-          `run ${id} is ${run.status}; examples exist once it has succeeded`,
-          {
-            runStatus: run.status,
-          },
-        );
-      }
-      const row = await runs.results(id);
-      const results = (row?.results ?? {}) as { samples?: number; examples?: ExamplesResult };
+      const found = await getSucceededRun(runs, id, 'examples');
+      const run = found.run;
+      const results = (found.results ?? {}) as { samples?: number; examples?: ExamplesResult };
       const examples = results.examples;
       if (!examples || !Array.isArray(examples.items)) {
         throw new AppError(
