@@ -87,6 +87,8 @@ describe('POST /v1/models', () => {
       name: '/Relu_output_0',
       opType: 'Relu',
       shape: ['batch', 16, 28, 28],
+      type: 'float32',
+      measurable: true,
     });
     expect(layers.find((l) => l.name === '/Relu_1_output_0')?.shape).toEqual(['batch', 32, 14, 14]);
     expect(layers.find((l) => l.name === '/Relu_2_output_0')?.shape).toEqual(['batch', 128]);
@@ -137,7 +139,7 @@ describe('POST /v1/models', () => {
       name: 'tiny-nhwc',
       tags: [],
       preprocessing: { mean: [0, 0, 0], std: [1, 1, 1], layout: 'NHWC', outputIsProbability: true },
-      layers: [{ name: 'y', opType: 'Sigmoid', shape: ['N', 8, 8, 3] }],
+      layers: [{ name: 'y', opType: 'Sigmoid', shape: ['N', 8, 8, 3], type: 'float32', measurable: true }],
     });
   });
 
@@ -384,9 +386,9 @@ describe('GET /v1/models', () => {
     expect(seen).toEqual([...ids].reverse());
     // Items have the same shape as GET one.
     expect(page1.items[0].layers).toEqual([
-      { name: 'r', opType: 'Relu', shape: ['N', 1, 6, 6] },
-      { name: 'p', opType: 'GlobalAveragePool', shape: ['N', 1, 1, 1] },
-      { name: 'y', opType: 'Flatten', shape: ['N', 1] },
+      { name: 'r', opType: 'Relu', shape: ['N', 1, 6, 6], type: 'float32', measurable: true },
+      { name: 'p', opType: 'GlobalAveragePool', shape: ['N', 1, 1, 1], type: 'float32', measurable: true },
+      { name: 'y', opType: 'Flatten', shape: ['N', 1], type: 'float32', measurable: true },
     ]);
   });
 

@@ -44,7 +44,14 @@ export type Baseline = { runId: string } | { model: string; tag: string };
 export interface ModelFacts {
   inputs: Array<{ name: string; type: string; shape: Array<number | string | null> | null }>;
   outputs: Array<{ name: string; type: string; shape: Array<number | string | null> | null }>;
-  layers: Array<{ name: string; opType: string; shape: Array<number | string | null> | null }>;
+  layers: Array<{
+    name: string;
+    opType: string;
+    shape: Array<number | string | null> | null;
+    /** false: NV cannot be measured on it (see reason); absent in models stored before it was recorded. */
+    measurable?: boolean;
+    reason?: string;
+  }>;
   preprocessing: Preprocessing;
 }
 
@@ -92,6 +99,8 @@ export class RunSpecError extends Error {
 export interface RunLimits {
   maxRunInferences: number;
   maxPoints: number;
+  /** Largest model input (height x width) a run feeds; unchecked when absent. */
+  maxImagePixels?: number;
 }
 
 function imageDims(
@@ -200,6 +209,13 @@ export function buildRunSpec(
     );
   }
 
+  if (limits.maxImagePixels !== undefined && height * width > limits.maxImagePixels) {
+    throw new RunSpecError(
+      'INPUT_TOO_LARGE',
+      `the model takes ${width}x${height} images, more than the ${limits.maxImagePixels} pixels a run may feed (MAX_IMAGE_PIXELS)`,
+    );
+  }
+
   if (input.type !== 'float32') {
     throw new RunSpecError(
       'UNSUPPORTED_MODEL',
@@ -256,7 +272,11 @@ export function buildRunSpec(
   if (metrics.includes('nv')) {
     const known = new Map(model.layers.map((l) => [l.name, l]));
     const asked = req.nv?.layers ?? 'all';
-    layers = asked === 'all' ? model.layers.map((l) => l.name) : [...new Set(asked)];
+    // "all": every layer NV can be measured on (float32, batch first); others are listed, not run.
+    layers =
+      asked === 'all'
+        ? model.layers.filter((l) => l.measurable !== false).map((l) => l.name)
+        : [...new Set(asked)];
     const unknown = layers.filter((l) => !known.has(l));
     if (unknown.length) {
       throw new RunSpecError(
@@ -264,7 +284,23 @@ export function buildRunSpec(
         `unknown layer(s) ${unknown.map((u) => JSON.stringify(u)).join(', ')}; GET /v1/models/{id} lists the model's layers`,
       );
     }
-    if (layers.length === 0) throw new RunSpecError('UNKNOWN_LAYER', 'nv.layers is empty');
+    const unmeasurable = layers.map((l) => known.get(l)).filter((l) => l?.measurable === false);
+    if (unmeasurable.length) {
+      throw new RunSpecError(
+        'LAYER_NOT_MEASURABLE',
+        `normalized variance cannot be measured on ${unmeasurable
+          .map((l) => `${JSON.stringify(l?.name)} (${l?.reason ?? 'not measurable'})`)
+          .join(', ')}`,
+      );
+    }
+    if (layers.length === 0) {
+      throw new RunSpecError(
+        'UNKNOWN_LAYER',
+        asked === 'all'
+          ? 'the model has no layer normalized variance can be measured on (float32, batch first); leave "nv" out of metrics'
+          : 'nv.layers is empty',
+      );
+    }
     if (points.length < 2) {
       throw new RunSpecError('INVALID_SWEEP', 'normalized variance needs at least 2 transform points');
     }

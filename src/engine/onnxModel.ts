@@ -8,9 +8,10 @@
 //
 // Then an onnxruntime-node session is created from the file to prove that it loads, and a
 // second one, from an in-memory copy with every node output exposed as a graph output, gives
-// the types and shapes ONNX Runtime infers for the intermediate values (the layers). Where
-// those are still unknown, one run on a zero input of batch 1 (and 2, to tell batch-dependent
-// dims apart) reveals them.
+// the types and shapes ONNX Runtime infers for the intermediate values (the layers). Then runs
+// on a zero input of batch 1 and 2 (to tell batch-dependent dims apart) reveal what inference
+// leaves symbolic or unknown, which layers are batch first (NV needs that), and a model that
+// cannot run at all, which is refused.
 import { randomUUID } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { appendFile, copyFile, rm } from 'node:fs/promises';
@@ -38,6 +39,15 @@ export interface LayerInfo {
   /** Op type of the node that produces it. */
   opType: string;
   shape: Dim[] | null;
+  /** Element type: float32, float16, ... (absent in models stored before it was recorded). */
+  type?: string;
+  /**
+   * Whether normalized variance can be measured on it: a float32 tensor whose first dimension
+   * is the batch (absent, i.e. assumed, in models stored before it was recorded).
+   */
+  measurable?: boolean;
+  /** Why it is not measurable. */
+  reason?: string;
 }
 
 export interface ModelInfo {
@@ -597,6 +607,12 @@ function imageInput(graph: RawGraph): RawValueInfo {
         `(${formatShape(input.shape)}); expected rank 4, an NCHW or NHWC image batch`,
     );
   }
+  if (input.shape.includes(0)) {
+    // ONNX Runtime holds inputs to their declared sizes: this one only takes empty tensors.
+    throw unsupported(
+      `input ${input.name} declares a dimension of size 0 (${formatShape(input.shape)}); it can only take empty tensors`,
+    );
+  }
   if (graph.outputs.length === 0) throw unsupported('model has no outputs');
   return input;
 }
@@ -788,9 +804,38 @@ interface Candidate {
   /** From staticType, the last resort. */
   guessedType: string | null;
   shape: Dim[] | null;
+  /** Dims seen when the model ran on zeros (the batch dim named), null when it did not run. */
+  revealed: Dim[] | null;
+  /** Whether dim 0 followed the batch size of the runs on zeros; null when unknown. */
+  batched: boolean | null;
 }
 
 const typeOfCandidate = (c: Candidate) => c.declaredType ?? c.ortType ?? c.guessedType;
+
+/**
+ * A layer as the model document lists it, with whether NV can be measured on it: the engine
+ * fetches float32 values batch-first. Without a run on zeros, a value whose declared first dim
+ * is not the input's batch dim counts as not batch-first only when both are known sizes.
+ */
+function layerInfo(c: Candidate, inputShape: Dim[]): LayerInfo {
+  const type = typeOfCandidate(c) as string;
+  const layer: LayerInfo = { name: c.name, opType: c.opType, shape: c.shape, type, measurable: true };
+  let batched = c.batched;
+  if (batched === null && c.shape) {
+    const [first] = c.shape;
+    const batch = inputShape[0];
+    if (c.shape.length === 0) batched = false;
+    else if (typeof first === 'number' && typeof batch === 'number') batched = first === batch;
+  }
+  if (type !== 'float32') {
+    layer.measurable = false;
+    layer.reason = `a ${type} tensor; normalized variance is measured on float32 values`;
+  } else if (batched === false) {
+    layer.measurable = false;
+    layer.reason = 'its first dimension is not the batch (one value per image is needed)';
+  }
+  return layer;
+}
 const isLayer = (c: Candidate) => {
   const type = typeOfCandidate(c);
   return type !== null && LAYER_TYPES.has(type);
@@ -863,6 +908,8 @@ function candidates(graph: RawGraph, inputName: string): Candidate[] {
         ortType: null,
         guessedType: code ? elemTypeName(code) : null,
         shape: d?.shape ?? null,
+        revealed: null,
+        batched: null,
       });
     });
   }
@@ -884,9 +931,35 @@ function zeroInput(type: string, dims: number[]): ort.Tensor {
   return new ort.Tensor('float32', new Float32Array(size), dims);
 }
 
+/** `shape` with the sizes a run revealed in place of symbolic or unknown dims (the batch kept named). */
+function refineShape(shape: Dim[] | null, revealed: Dim[] | null): Dim[] | null {
+  if (!revealed) return shape;
+  if (!shape || shape.length !== revealed.length) return revealed;
+  return shape.map((d, i) => {
+    const r = revealed[i];
+    if (typeof r === 'number') return r;
+    return d ?? r;
+  });
+}
+
+function runFailure(err: unknown, filePath: string): string {
+  return (err instanceof Error ? err.message : String(err)).replaceAll(filePath, '<upload>').slice(0, 500);
+}
+
+/** Bytes of values a run on zeros may fetch (per run), judged by the sizes known before it. */
+const PROBE_OUTPUT_BYTES = 1024 * 1024 * 1024;
+
+interface ProbeResult {
+  /** The model ran with batch 1 but not with batch 2 although its batch dim is symbolic. */
+  batchOneOnly: boolean;
+}
+
 /**
  * Types and shapes from ONNX Runtime: the metadata of a session whose outputs include every
- * candidate, then, for float values whose shape is still incomplete, a run on zeros.
+ * candidate, then runs on zeros (batch 1 and 2 for a symbolic batch) that reveal the sizes of
+ * symbolic and unknown dims (the classes of an output [N, 'K'], say) and which values have the
+ * batch as their first dim (normalized variance needs that). A model that cannot run at all on
+ * a zero input is refused (422 INVALID_MODEL): every run of it would fail.
  */
 async function probe(
   filePath: string,
@@ -894,10 +967,11 @@ async function probe(
   input: RawValueInfo,
   found: Candidate[],
   opts: Required<Omit<InspectOptions, 'probe'>>,
-): Promise<void> {
+): Promise<ProbeResult> {
+  const none: ProbeResult = { batchOneOnly: false };
   const outputs = new Set(graph.outputs.map((o) => o.name));
   const extra = found.map((c) => c.name).filter((n) => !outputs.has(n));
-  if (statSync(filePath).size > opts.maxProbeBytes || extra.length > opts.maxProbeValues) return;
+  if (statSync(filePath).size > opts.maxProbeBytes || extra.length > opts.maxProbeValues) return none;
   // The copy with extra outputs goes next to the file (DATA_DIR/tmp for uploads), not in memory.
   const copy = path.join(path.dirname(filePath), `.probe-${randomUUID()}.onnx`);
   let session: ort.InferenceSession;
@@ -906,7 +980,7 @@ async function probe(
     await appendFile(copy, extraOutputsSuffix(extra));
     session = await ort.InferenceSession.create(copy, SESSION_OPTIONS);
   } catch {
-    return;
+    return none;
   } finally {
     await rm(copy, { force: true });
   }
@@ -919,47 +993,74 @@ async function probe(
       c.shape = mergeShapes(c.shape, m.shape);
     }
 
-    const missing = found.filter((c) => isLayer(c) && !isComplete(c.shape));
     const shape = input.shape as Dim[];
     const sample = shape.slice(1);
-    if (!missing.length || !sample.every((d) => typeof d === 'number' && d > 0)) return;
+    if (!sample.every((d) => typeof d === 'number' && d > 0)) return none;
     const perSample = (sample as number[]).reduce((a, b) => a * b, 1);
     const batchDim = shape[0];
-    const batches = typeof batchDim === 'number' && batchDim > 0 ? [batchDim] : [1, 2];
-    if (perSample * batches[0] > opts.maxProbeInputElements) return;
+    const fixedBatch = typeof batchDim === 'number' && batchDim > 0;
+    const batches = fixedBatch ? [batchDim] : [1, 2];
+    if (perSample * batches[batches.length - 1] > opts.maxProbeInputElements) return none;
     const batchName = typeof batchDim === 'string' ? batchDim : 'N';
 
-    const fetches = missing.map((c) => c.name);
+    // Float values (layers and float outputs) and the graph outputs; the layers only where what
+    // ONNX Runtime already knows of their sizes stays within the probe's output budget.
+    const layers = found.filter(isLayer);
+    const knownFloats = layers.reduce(
+      (sum, c) => sum + (c.shape ?? []).reduce<number>((n, d) => n * (typeof d === 'number' ? d : 1), 1),
+      0,
+    );
+    const affordable = knownFloats * 4 * batches[batches.length - 1] <= PROBE_OUTPUT_BYTES;
+    const fetches = [...new Set([...(affordable ? layers.map((c) => c.name) : []), ...outputs])];
+    const runAt = async (b: number, names: string[]) => {
+      const feed = { [input.name]: zeroInput(input.type as string, [b, ...(sample as number[])]) };
+      const result = await session.run(feed, names);
+      const dims = new Map(Object.entries(result).map(([k, v]) => [k, [...v.dims]]));
+      for (const v of Object.values(result)) v.dispose?.();
+      return dims;
+    };
     const runs: Array<Map<string, number[]>> = [];
     for (const b of batches) {
       try {
-        const result = await session.run(
-          { [input.name]: zeroInput(input.type as string, [b, ...(sample as number[])]) },
-          fetches,
-        );
-        runs.push(new Map(Object.entries(result).map(([k, v]) => [k, [...v.dims]])));
-        for (const v of Object.values(result)) v.dispose?.();
+        runs.push(await runAt(b, fetches));
       } catch {
-        break;
+        if (runs.length > 0) break;
+        // Not one run worked: with the model's own outputs only, does it run at all?
+        try {
+          await runAt(b, [...outputs]);
+        } catch (bare) {
+          const where = `[${[b, ...sample].join(',')}]`;
+          throw new AppError(
+            422,
+            'INVALID_MODEL',
+            `ONNX Runtime cannot run the model on an all-zero input ${where}: ${runFailure(bare, filePath)}`,
+          );
+        }
+        return none;
       }
     }
     const [one, two] = runs;
-    if (!one) return;
-    for (const c of missing) {
+    const batchOneOnly = !fixedBatch && !two;
+    for (const c of found) {
       const d1 = one.get(c.name);
       if (!d1) continue;
       const d2 = two?.get(c.name);
-      const revealed = d1.map((d, i): Dim => {
-        if (batches.length === 1) return d;
-        if (d2 && d2.length === d1.length) {
-          if (d2[i] === d) return d;
-          return d === 1 && d2[i] === 2 ? batchName : null;
-        }
-        // Only the batch-1 run worked: take a leading 1 for the batch dim.
-        return i === 0 && d === 1 ? batchName : d;
-      });
-      c.shape = c.shape && c.shape.length === revealed.length ? mergeShapes(c.shape, revealed) : revealed;
+      if (fixedBatch) {
+        c.revealed = d1;
+        c.batched = d1.length > 0 && d1[0] === batchDim;
+      } else if (d2 && d2.length === d1.length) {
+        c.revealed = d1.map((d, i): Dim => (d2[i] === d ? d : d === 1 && d2[i] === 2 ? batchName : null));
+        c.batched = d1.length > 0 && d1[0] === 1 && d2[0] === 2;
+      } else if (!d2) {
+        // Only batch 1 ran: its leading 1 is the batch the model takes.
+        c.revealed = d1.map((d, i): Dim => (i === 0 && d === 1 ? batchName : d));
+        c.batched = d1.length > 0 && d1[0] === 1;
+      } else {
+        c.batched = false;
+      }
+      c.shape = refineShape(c.shape, c.revealed);
     }
+    return { batchOneOnly };
   } finally {
     await session.release().catch(() => undefined);
   }
@@ -1016,23 +1117,27 @@ export async function inspectModel(filePath: string, options: InspectOptions = {
   const outputMeta = await proveLoads(filePath);
 
   const found = candidates(graph, input.name);
-  if (options.probe !== false) await probe(filePath, graph, input, found, opts);
+  const probed = options.probe !== false ? await probe(filePath, graph, input, found, opts) : null;
 
   const byName = new Map(found.map((c) => [c.name, c]));
   const outputs: TensorInfo[] = graph.outputs.map((o) => {
     const m = outputMeta.get(o.name);
     const c = byName.get(o.name);
+    const declared = mergeShapes(mergeShapes(o.shape, m?.shape ?? null), c?.shape ?? null);
     return {
       name: o.name,
       type: o.type ?? m?.type ?? (c ? typeOfCandidate(c) : null) ?? 'unknown',
-      shape: mergeShapes(mergeShapes(o.shape, m?.shape ?? null), c?.shape ?? null),
+      shape: refineShape(declared, c?.revealed ?? null),
     };
   });
+  // A symbolic batch that only runs with batch 1 (an export that reshapes to [1, -1], say) is
+  // recorded as the batch 1 it is, so that runs feed one image at a time.
+  const inputShape = probed?.batchOneOnly ? [1, ...(input.shape as Dim[]).slice(1)] : input.shape;
   const info: ModelInfo = {
     opset: parsed.opset,
-    inputs: [{ name: input.name, type: input.type as string, shape: input.shape }],
+    inputs: [{ name: input.name, type: input.type as string, shape: inputShape }],
     outputs,
-    layers: found.filter(isLayer).map((c) => ({ name: c.name, opType: c.opType, shape: c.shape })),
+    layers: found.filter(isLayer).map((c) => layerInfo(c, input.shape as Dim[])),
     probabilityOutputs: [...softmaxOutputs(graph)],
   };
   // PostgreSQL cannot store U+0000 in text or jsonb.

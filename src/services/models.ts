@@ -175,12 +175,19 @@ export function nameFromFilename(filename: string | undefined): string {
 // ---------------------------------------------------------------------------------------------
 // Preprocessing
 
-/** NCHW when dim 1 looks like channels (1 or 3), NHWC when dim 3 does; otherwise the smaller fixed one. */
+/**
+ * NCHW when dim 1 looks like channels (1 or 3), NHWC when dim 3 does; a symbolic dim 1 or 3 next
+ * to two fixed ones is the channel dim (and is then refused as not fixed); otherwise the smaller
+ * fixed one.
+ */
 export function inferLayout(shape: readonly Dim[]): Layout {
-  const [, d1, , d3] = shape;
+  const [, d1, d2, d3] = shape;
   const channelLike = (d: Dim | undefined) => d === 1 || d === 3;
+  const fixed = (d: Dim | undefined) => typeof d === 'number';
   if (channelLike(d1)) return 'NCHW';
   if (channelLike(d3)) return 'NHWC';
+  if (!fixed(d1) && fixed(d2) && fixed(d3)) return 'NCHW';
+  if (!fixed(d3) && fixed(d1) && fixed(d2)) return 'NHWC';
   if (typeof d1 === 'number' && (typeof d3 !== 'number' || d1 <= d3)) return 'NCHW';
   if (typeof d3 === 'number') return 'NHWC';
   return 'NCHW';
@@ -382,7 +389,11 @@ export function listModels(
 }
 
 function inUse(id: string): AppError {
-  return new AppError(409, 'MODEL_IN_USE', `model ${id} is referenced by runs; delete those runs first`);
+  return new AppError(
+    409,
+    'MODEL_IN_USE',
+    `model ${id} is referenced by runs; delete those runs first (DELETE /v1/runs/{id})`,
+  );
 }
 
 /** Deletes the row, and the blob file when nothing else refers to it. 409 MODEL_IN_USE while runs exist. */

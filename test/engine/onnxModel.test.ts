@@ -52,16 +52,46 @@ async function refusal(bytes: Uint8Array): Promise<AppError> {
 }
 
 const FIXTURE_LAYERS = [
-  { name: '/conv1/Conv_output_0', opType: 'Conv', shape: ['batch', 16, 28, 28] },
-  { name: '/Relu_output_0', opType: 'Relu', shape: ['batch', 16, 28, 28] },
-  { name: '/MaxPool_output_0', opType: 'MaxPool', shape: ['batch', 16, 14, 14] },
-  { name: '/conv2/Conv_output_0', opType: 'Conv', shape: ['batch', 32, 14, 14] },
-  { name: '/Relu_1_output_0', opType: 'Relu', shape: ['batch', 32, 14, 14] },
-  { name: '/MaxPool_1_output_0', opType: 'MaxPool', shape: ['batch', 32, 7, 7] },
-  { name: '/Flatten_output_0', opType: 'Flatten', shape: ['batch', 1568] },
-  { name: '/fc1/Gemm_output_0', opType: 'Gemm', shape: ['batch', 128] },
-  { name: '/Relu_2_output_0', opType: 'Relu', shape: ['batch', 128] },
-  { name: 'logits', opType: 'Gemm', shape: ['batch', 10] },
+  {
+    name: '/conv1/Conv_output_0',
+    opType: 'Conv',
+    shape: ['batch', 16, 28, 28],
+    type: 'float32',
+    measurable: true,
+  },
+  { name: '/Relu_output_0', opType: 'Relu', shape: ['batch', 16, 28, 28], type: 'float32', measurable: true },
+  {
+    name: '/MaxPool_output_0',
+    opType: 'MaxPool',
+    shape: ['batch', 16, 14, 14],
+    type: 'float32',
+    measurable: true,
+  },
+  {
+    name: '/conv2/Conv_output_0',
+    opType: 'Conv',
+    shape: ['batch', 32, 14, 14],
+    type: 'float32',
+    measurable: true,
+  },
+  {
+    name: '/Relu_1_output_0',
+    opType: 'Relu',
+    shape: ['batch', 32, 14, 14],
+    type: 'float32',
+    measurable: true,
+  },
+  {
+    name: '/MaxPool_1_output_0',
+    opType: 'MaxPool',
+    shape: ['batch', 32, 7, 7],
+    type: 'float32',
+    measurable: true,
+  },
+  { name: '/Flatten_output_0', opType: 'Flatten', shape: ['batch', 1568], type: 'float32', measurable: true },
+  { name: '/fc1/Gemm_output_0', opType: 'Gemm', shape: ['batch', 128], type: 'float32', measurable: true },
+  { name: '/Relu_2_output_0', opType: 'Relu', shape: ['batch', 128], type: 'float32', measurable: true },
+  { name: 'logits', opType: 'Gemm', shape: ['batch', 10], type: 'float32', measurable: true },
 ];
 
 describe('inspectModel on the fixtures', () => {
@@ -118,9 +148,9 @@ describe('inspectModel on hand-built models', () => {
     });
     const info = await inspectModel(await fileOf(bytes));
     expect(info.layers).toEqual([
-      { name: 'r', opType: 'Relu', shape: ['B', 1, 4, 4] },
-      { name: 'flat', opType: 'Reshape', shape: ['B', 16] },
-      { name: 'y', opType: 'Mul', shape: ['B', 16] },
+      { name: 'r', opType: 'Relu', shape: ['B', 1, 4, 4], type: 'float32', measurable: true },
+      { name: 'flat', opType: 'Reshape', shape: ['B', 16], type: 'float32', measurable: true },
+      { name: 'y', opType: 'Mul', shape: ['B', 16], type: 'float32', measurable: true },
     ]);
     expect(info.outputs).toEqual([{ name: 'y', type: 'float32', shape: ['B', 16] }]);
     expect(info.opset).toBe(17);
@@ -135,7 +165,9 @@ describe('inspectModel on hand-built models', () => {
     });
     const info = await inspectModel(await fileOf(bytes));
     expect(info.inputs).toEqual([{ name: 'img', type: 'float32', shape: ['N', 8, 8, 3] }]);
-    expect(info.layers).toEqual([{ name: 'y', opType: 'Mul', shape: ['N', 8, 8, 3] }]);
+    expect(info.layers).toEqual([
+      { name: 'y', opType: 'Mul', shape: ['N', 8, 8, 3], type: 'float32', measurable: true },
+    ]);
   });
 
   it('refuses initializers with external data before ONNX Runtime could read the path', async () => {
@@ -300,8 +332,8 @@ describe('inspectModel on hand-built models', () => {
     expect([...(fromFile.graph?.initializers.keys() ?? [])]).toEqual(['big', 'w']);
     const info = await inspectModel(file);
     expect(info.layers).toEqual([
-      { name: 'r', opType: 'Relu', shape: ['N', 1, 2, 2] },
-      { name: 'y', opType: 'Mul', shape: ['N', 1, 2, 2] },
+      { name: 'r', opType: 'Relu', shape: ['N', 1, 2, 2], type: 'float32', measurable: true },
+      { name: 'y', opType: 'Mul', shape: ['N', 1, 2, 2], type: 'float32', measurable: true },
     ]);
   });
 
@@ -399,5 +431,100 @@ describe('withExtraOutputs', () => {
     const bytes = tinyClassifier();
     expect(() => withExtraOutputs(bytes, ['nope'])).toThrow(RangeError);
     expect(withExtraOutputs(bytes, []).length).toBe(bytes.length);
+  });
+});
+
+// What the runs on zeros at upload find out (batch 1 and 2 for a symbolic batch).
+describe('inspectModel: what running the model on zeros reveals', () => {
+  const FLOAT16 = 10;
+  const ints = (name: string, values: number[]) => ({ name, type: 7, ints: values });
+
+  it('marks layers normalized variance cannot be measured on: not float32, or not batch first', async () => {
+    const bytes = encodeModel({
+      input: [valueInfo('x', FLOAT, ['N', 1, 4, 4])],
+      output: [valueInfo('y', FLOAT, ['N', 16])],
+      initializer: [int64Tensor('all', [1], [-1])],
+      node: [
+        { opType: 'Relu', input: ['x'], output: ['r'] },
+        { opType: 'Cast', input: ['r'], output: ['h'], attribute: [{ name: 'to', type: 2, i: FLOAT16 }] },
+        { opType: 'Cast', input: ['h'], output: ['h32'], attribute: [{ name: 'to', type: 2, i: FLOAT }] },
+        { opType: 'Transpose', input: ['r'], output: ['t'], attribute: [ints('perm', [1, 0, 2, 3])] },
+        { opType: 'Reshape', input: ['r', 'all'], output: ['f'] },
+        {
+          opType: 'ReduceMean',
+          input: ['r'],
+          output: ['m'],
+          attribute: [{ name: 'keepdims', type: 2, i: 0 }],
+        },
+        { opType: 'Flatten', input: ['h32'], output: ['y'] },
+      ],
+    });
+    const info = await inspectModel(await fileOf(bytes));
+    const byName = new Map(info.layers.map((l) => [l.name, l]));
+    expect([...byName.keys()]).toEqual(['r', 'h', 'h32', 't', 'f', 'm', 'y']);
+    for (const name of ['r', 'h32', 'y'])
+      expect(byName.get(name)).toMatchObject({ type: 'float32', measurable: true });
+    expect(byName.get('h')).toMatchObject({ type: 'float16', measurable: false });
+    expect(byName.get('h')?.reason).toMatch(/float16/);
+    for (const name of ['t', 'f', 'm']) {
+      expect(byName.get(name)).toMatchObject({ type: 'float32', measurable: false });
+      expect(byName.get(name)?.reason).toMatch(/batch/);
+    }
+    expect(byName.get('t')?.shape).toEqual([1, 'N', 4, 4]);
+  });
+
+  it('resolves a symbolic class dim of the output to its size', async () => {
+    const bytes = encodeModel({
+      input: [valueInfo('x', FLOAT, ['N', 1, 4, 4])],
+      output: [valueInfo('y', FLOAT, ['N', 'K'])],
+      initializer: [floatTensor('w', [16, 10], new Array(160).fill(0.5))],
+      node: [
+        { opType: 'Flatten', input: ['x'], output: ['v'] },
+        { opType: 'MatMul', input: ['v', 'w'], output: ['y'] },
+      ],
+    });
+    const info = await inspectModel(await fileOf(bytes));
+    expect(info.outputs).toEqual([{ name: 'y', type: 'float32', shape: ['N', 10] }]);
+  });
+
+  it('records the batch of 1 that a model with a symbolic batch really takes', async () => {
+    const bytes = encodeModel({
+      input: [valueInfo('x', FLOAT, ['N', 1, 4, 4])],
+      output: [valueInfo('y', FLOAT)],
+      initializer: [int64Tensor('one', [2], [1, 16])],
+      node: [{ opType: 'Reshape', input: ['x', 'one'], output: ['y'] }],
+    });
+    const info = await inspectModel(await fileOf(bytes));
+    expect(info.inputs[0].shape).toEqual([1, 1, 4, 4]);
+    expect(info.outputs[0].shape).toEqual([1, 16]);
+    expect(info.layers[0]).toMatchObject({ name: 'y', measurable: true });
+  });
+
+  it('refuses a model that cannot run on any input (422 INVALID_MODEL) and one with a 0-sized input dim', async () => {
+    const failing = encodeModel({
+      input: [valueInfo('x', FLOAT, ['N', 1, 4, 4])],
+      output: [valueInfo('y', FLOAT)],
+      initializer: [int64Tensor('bad', [2], [-1, 7])],
+      node: [
+        { opType: 'Flatten', input: ['x'], output: ['v'] },
+        { opType: 'Reshape', input: ['v', 'bad'], output: ['y'] },
+      ],
+    });
+    const err = await refusal(failing);
+    expect(err.code).toBe('INVALID_MODEL');
+    expect(err.message).toMatch(/cannot run the model on an all-zero input \[1,1,4,4\]/);
+    for (const dims of [
+      ['N', 1, 0, 0],
+      [0, 1, 28, 28],
+    ]) {
+      const empty = encodeModel({
+        input: [valueInfo('x', FLOAT, dims)],
+        output: [valueInfo('y', FLOAT)],
+        node: [{ opType: 'Relu', input: ['x'], output: ['y'] }],
+      });
+      const e = await refusal(empty);
+      expect(e.code).toBe('UNSUPPORTED_MODEL');
+      expect(e.message).toMatch(/size 0/);
+    }
   });
 });
