@@ -1,12 +1,15 @@
 // Use-cases for runs. Submission validates everything against the model and dataset, then
 // writes the run, its shards and their queue jobs in one transaction: either all exist or none.
 import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import type pg from 'pg';
 import type PgBoss from 'pg-boss';
 import {
   buildRunSpec,
   type DatasetFacts,
   type ModelFacts,
+  type RunLimits,
   type RunRequest,
   type RunSpec,
   RunSpecError,
@@ -24,7 +27,7 @@ export interface RunServiceDeps {
   pool: pg.Pool;
   boss: PgBoss;
   runs: RunRepository;
-  limits: { maxRunInferences: number; maxPoints: number };
+  limits: RunLimits;
   /** Inferences per shard (a shard is one queue job and one persisted partial). */
   shardInferences: number;
   /** Split at least this many ways so every engine thread gets work. */
@@ -182,4 +185,34 @@ export async function cancelRun(runs: RunRepository, id: string): Promise<RunVie
     throw new AppError(409, 'RUN_FINISHED', `run ${id} is already ${run.status}`, { runStatus: run.status });
   }
   return getRun(runs, id);
+}
+
+/**
+ * Deletes a finished run (succeeded, failed or canceled) with everything that belongs to it: its
+ * rows (runRepository.deleteFinished, one transaction) and then the partial statistics of its
+ * shards, DATA_DIR/partials/<id>/. 404 for unknown ids, 409 RUN_ACTIVE while it is queued or
+ * running. Other runs that used it as their baseline keep their stored verdicts.
+ */
+export async function deleteRun(
+  deps: { runs: RunRepository; partialsDir: string },
+  id: string,
+): Promise<void> {
+  const { deleted, status } = isUuid(id)
+    ? await deps.runs.deleteFinished(id)
+    : { deleted: false, status: null };
+  if (status === null) throw notFound('run', id);
+  if (!deleted) {
+    throw new AppError(
+      409,
+      'RUN_ACTIVE',
+      `run ${id} is ${status}; cancel it first with POST /v1/runs/${id}/cancel`,
+      { runStatus: status },
+    );
+  }
+  // After the commit, and never an error to the caller: the run is gone. A shard of a canceled run
+  // that finishes late finds no run and removes its own file; the workers' janitor removes
+  // whatever is left in folders of runs that no longer exist.
+  await rm(path.join(deps.partialsDir, id.toLowerCase()), { recursive: true, force: true }).catch(
+    () => undefined,
+  );
 }

@@ -4,6 +4,7 @@
 // examples) sees exactly what GET /v1/runs/{id} sends.
 import type { Database } from './database.js';
 import { findRunJson } from './runQueries.js';
+import { inTransaction } from './transaction.js';
 
 export const RUN_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'canceled'] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
@@ -59,6 +60,40 @@ export function runRepository(db: Pick<Database, 'pool' | 'prisma'>) {
         data: { status: 'canceled', finishedAt: new Date() },
       });
       return res.count > 0;
+    },
+
+    /**
+     * Deletes a finished run and every row that belongs to it, in one transaction: its shards,
+     * its webhook events (the outbox has no foreign key to runs) and the deliveries made from
+     * them. The run row is locked first, as shard completions do, so the status seen is the one
+     * deleted. Returns the status found: null when there is no such run; a queued or running run
+     * is left as it was. Other runs are untouched, including those whose stored verdict names
+     * this one as their baseline (only by id, in JSON).
+     */
+    async deleteFinished(id: string): Promise<{ deleted: boolean; status: RunStatus | null }> {
+      return inTransaction(pool, async (client) => {
+        const { rows } = await client.query<{ status: RunStatus }>(
+          'SELECT status FROM runs WHERE id = $1 FOR UPDATE',
+          [id],
+        );
+        const status = rows[0]?.status ?? null;
+        if (status === null || status === 'queued' || status === 'running') return { deleted: false, status };
+        // Events first: a dispatcher that holds one (FOR UPDATE) is waited for, and the
+        // deliveries it made are then visible to the next statement.
+        const events = await client.query<{ id: string }>(
+          'DELETE FROM webhook_events WHERE run_id = $1 RETURNING id',
+          [id],
+        );
+        if (events.rows.length) {
+          await client.query('DELETE FROM webhook_deliveries WHERE event_id = ANY($1::bigint[])', [
+            events.rows.map((e) => e.id),
+          ]);
+        }
+        // (run_shards would also go by ON DELETE CASCADE; said here so nothing depends on it.)
+        await client.query('DELETE FROM run_shards WHERE run_id = $1', [id]);
+        await client.query('DELETE FROM runs WHERE id = $1', [id]);
+        return { deleted: true, status };
+      });
     },
   };
 }

@@ -1,8 +1,9 @@
+import path from 'node:path';
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { AppDeps } from '../../app.js';
 import type { RunRequest } from '../../domain/runSpec.js';
-import { cancelRun, getResults, submitRun } from '../../services/runs.js';
+import { cancelRun, deleteRun, getResults, submitRun } from '../../services/runs.js';
 import { compareRuns, evaluateVerdict } from '../../services/verdicts.js';
 import { isUuid } from '../../store/ids.js';
 import { decodeCursor } from '../../store/pagination.js';
@@ -129,6 +130,7 @@ export async function runRoutes(app: FastifyInstance, deps: AppDeps) {
     limits: {
       maxRunInferences: deps.config.limits.maxRunInferences,
       maxPoints: deps.config.limits.maxRunPoints,
+      maxImagePixels: deps.config.limits.maxImagePixels,
     },
     shardInferences: deps.config.shardInferences,
     minShards: deps.config.workers,
@@ -171,6 +173,20 @@ export async function runRoutes(app: FastifyInstance, deps: AppDeps) {
 
   app.post('/v1/runs/:id/cancel', { schema: { params: IdParams } }, async (req) =>
     cancelRun(runs, (req.params as Static<typeof IdParams>).id),
+  );
+
+  // Deleting runs is for admins, as deleting models and datasets is: a CI key (write) must not
+  // be able to remove the baselines its gates are judged against.
+  app.delete(
+    '/v1/runs/:id',
+    { config: { scope: 'admin' }, schema: { params: IdParams } },
+    async (req, reply) => {
+      await deleteRun(
+        { runs, partialsDir: path.join(deps.config.dataDir, 'partials') },
+        (req.params as Static<typeof IdParams>).id,
+      );
+      return reply.status(204).send();
+    },
   );
 
   app.post('/v1/runs/:id/verdict', { schema: { params: IdParams, body: VerdictBody } }, async (req) => {
