@@ -104,11 +104,26 @@ async function expectRejected(parts: MultipartPart[], status: number, code: stri
   if (entry !== undefined) expect(body.entry).toBe(entry);
   expectMatchesSpec('POST', '/v1/datasets', res);
   expect(await storeState()).toEqual(before);
-  return body as { detail: string; entry?: string };
+  return body as { detail: string; entry?: string; [extra: string]: unknown };
 }
 
 const px = (n: number, seed: number) =>
   Buffer.from(Array.from({ length: n }, (_, i) => (i * 37 + seed * 11) % 256));
+
+/** Labels as little-endian int64 (bigints for values a Number cannot hold). */
+const int64 = (values: Array<number | bigint>) => {
+  const b = Buffer.alloc(8 * values.length);
+  values.forEach((v, i) => {
+    b.writeBigInt64LE(BigInt(v), 8 * i);
+  });
+  return b;
+};
+/** The images + labels parts of a .npy pair (the same fields as an IDX pair). */
+const npyParts = (x: Buffer, y: Buffer, extra: MultipartPart[] = []): MultipartPart[] => [
+  { name: 'images', filename: 'train-x.npy', data: x },
+  { name: 'labels', filename: 'train-y.npy', data: y },
+  ...extra,
+];
 
 describe('POST /v1/datasets: formats', () => {
   let fmnistId: string;
@@ -164,6 +179,40 @@ describe('POST /v1/datasets: formats', () => {
     expectMatchesSpec('POST', '/v1/datasets', res);
     expect(res.json().id).toBe(fmnistId);
     expect((await storeState()).tmp).toEqual([]);
+  });
+
+  it('the same upload with other classNames: 409 DATASET_EXISTS; invalid ones: the first-upload 422', async () => {
+    const names = (n: string[]) => ({ name: 'classNames', data: JSON.stringify(n) });
+    const same = await post(
+      idxParts(imagesGz, labelsGz, [names(FMNIST_CLASSES), { name: 'name', data: 'x' }]),
+    );
+    expect(same.statusCode, same.body).toBe(200);
+    expect(same.json()).toMatchObject({ id: fmnistId, name: 'fmnist-1k' });
+
+    const other = FMNIST_CLASSES.map((n) => n.toUpperCase());
+    const conflict = await expectRejected(
+      idxParts(imagesGz, labelsGz, [names(other)]),
+      409,
+      'DATASET_EXISTS',
+    );
+    expect(conflict).toMatchObject({ datasetId: fmnistId });
+    expect(conflict.detail).toMatch(/same bytes .* other class names/);
+    // More names than classes would be valid, but differ too.
+    await expectRejected(
+      idxParts(imagesGz, labelsGz, [names([...FMNIST_CLASSES, 'extra'])]),
+      409,
+      'DATASET_EXISTS',
+    );
+    // 1 name for 10 labels: exactly what a first upload of these bytes answers.
+    const invalid = await expectRejected(
+      idxParts(imagesGz, labelsGz, [names(['only'])]),
+      422,
+      'INVALID_DATASET',
+    );
+    expect(invalid.detail).toBe('label 9 is out of range for 1 class names (classNames)');
+
+    const got = await t.app.inject({ method: 'GET', url: `/v1/datasets/${fmnistId}`, headers: t.auth });
+    expect(got.json().classes.map((c: { name: string }) => c.name)).toEqual(FMNIST_CLASSES);
   });
 
   it('accepts the same IDX pair uncompressed: a new dataset sharing the canonical blob', async () => {
@@ -287,6 +336,142 @@ describe('POST /v1/datasets: formats', () => {
     const ds = await openCanonicalDataset(t.blobs.pathOf(res.json().blobSha256));
     expect([...(await ds.readSamples(0, 4)).pixels]).toEqual([...x]);
     await ds.close();
+  });
+
+  it('ingests a .npy pair (uint8 [N,H,W], int64 labels) exactly as the same arrays in an npz', async () => {
+    const pixels = px(5 * 3 * 4, 7);
+    const x = npy('|u1', [5, 3, 4], pixels);
+    const y = npy('<i8', [5], int64([2, 0, 2, 1, 2]));
+    const viaNpz = await post(fileParts(npz({ x, y }), 'arrays.npz'));
+    expect(viaNpz.statusCode, viaNpz.body).toBe(201);
+    const res = await post(npyParts(x, y));
+    expect(res.statusCode, res.body).toBe(201);
+    expectMatchesSpec('POST', '/v1/datasets', res);
+    const d = res.json();
+    expect(d).toMatchObject({
+      format: 'npz',
+      name: 'train-x',
+      count: 5,
+      width: 4,
+      height: 3,
+      channels: 1,
+      dtype: 'uint8',
+      sha256: sha256(`${sha256(x)}:${sha256(y)}`),
+      classes: [
+        { index: 0, name: '0', count: 1 },
+        { index: 1, name: '1', count: 1 },
+        { index: 2, name: '2', count: 3 },
+      ],
+    });
+    // The same canonical file (so the same decoded pixels and labels) as the npz.
+    expect(d.id).not.toBe(viaNpz.json().id);
+    expect(d.blobSha256).toBe(viaNpz.json().blobSha256);
+    expect(d.classes).toEqual(viaNpz.json().classes);
+    const ds = await openCanonicalDataset(t.blobs.pathOf(d.blobSha256));
+    const s = await ds.readSamples(0, 5);
+    expect(Buffer.from(s.pixels.buffer).equals(pixels)).toBe(true);
+    expect([...s.labels]).toEqual([2, 0, 2, 1, 2]);
+    await ds.close();
+    // Told apart by content: IDX-like file names and gzip change nothing.
+    const gz = await post(idxParts(gzipSync(x), gzipSync(y)));
+    expect(gz.statusCode, gz.body).toBe(201);
+    expect(gz.json()).toMatchObject({ format: 'npz', count: 5, blobSha256: d.blobSha256 });
+  });
+
+  it('ingests a .npy pair (float32 [N,H,W,C], uint8 labels) exactly as the same arrays in an npz', async () => {
+    const values = new Float32Array(3 * 2 * 2 * 3).map((_, i) => (i % 7) / 7);
+    const x = npy('<f4', [3, 2, 2, 3], Buffer.from(values.buffer));
+    const y = npy('|u1', [3], Buffer.from([1, 0, 1]));
+    const classNames = { name: 'classNames', data: '["cat","dog","fox"]' };
+    const viaNpz = await post(fileParts(npz({ x, y }, 'store'), 'f.npz', [classNames]));
+    expect(viaNpz.statusCode, viaNpz.body).toBe(201);
+    const res = await post(npyParts(x, y, [classNames, { name: 'name', data: 'float-pair' }]));
+    expect(res.statusCode, res.body).toBe(201);
+    expectMatchesSpec('POST', '/v1/datasets', res);
+    const d = res.json();
+    expect(d).toMatchObject({
+      format: 'npz',
+      name: 'float-pair',
+      count: 3,
+      width: 2,
+      height: 2,
+      channels: 3,
+      dtype: 'float32',
+      classes: [
+        { index: 0, name: 'cat', count: 1 },
+        { index: 1, name: 'dog', count: 2 },
+        { index: 2, name: 'fox', count: 0 },
+      ],
+    });
+    expect(d.blobSha256).toBe(viaNpz.json().blobSha256);
+    const ds = await openCanonicalDataset(t.blobs.pathOf(d.blobSha256));
+    const s = await ds.readSamples(0, 3);
+    expect([...s.pixels]).toEqual([...values]);
+    expect([...s.labels]).toEqual([1, 0, 1]);
+    await ds.close();
+  });
+});
+
+describe('POST /v1/datasets: the same bytes with classNames', () => {
+  const names = (n: string[]): MultipartPart => ({ name: 'classNames', data: JSON.stringify(n) });
+  const classNamesOf = async (id: string) =>
+    (await t.app.inject({ method: 'GET', url: `/v1/datasets/${id}`, headers: t.auth }))
+      .json()
+      .classes.map((c: { name: string }) => c.name);
+
+  it('.npy pair stored with 5 names for labels 0..2: 3 other names are valid (409), 2 are not (422)', async () => {
+    const x = npy('|u1', [4, 1, 2], px(8, 3));
+    const y = npy('<i8', [4], int64([0, 2, 1, 0]));
+    const first = await post(npyParts(x, y, [names(['a', 'b', 'c', 'd', 'e'])]));
+    expect(first.statusCode, first.body).toBe(201);
+    const { id } = first.json();
+
+    for (const extra of [[], [names(['a', 'b', 'c', 'd', 'e'])]]) {
+      const again = await post(npyParts(x, y, extra));
+      expect(again.statusCode, again.body).toBe(200);
+      expectMatchesSpec('POST', '/v1/datasets', again);
+      expect(again.json()).toEqual(first.json());
+    }
+    for (const other of [
+      ['a', 'b', 'c'],
+      ['a', 'b', 'c', 'd', 'E'],
+      ['a', 'b', 'c', 'd', 'e', 'f'],
+    ]) {
+      const body = await expectRejected(npyParts(x, y, [names(other)]), 409, 'DATASET_EXISTS');
+      expect(body.datasetId).toBe(id);
+      expect(body.detail).toContain(id);
+    }
+    const invalid = await expectRejected(npyParts(x, y, [names(['a', 'b'])]), 422, 'INVALID_DATASET');
+    expect(invalid.detail).toBe('label 2 is out of range for 2 class names (classNames)');
+    expect(await classNamesOf(id)).toEqual(['a', 'b', 'c', 'd', 'e']);
+  });
+
+  it('archive: fewer names than class folders is the first-upload 422, even with empty folders', async () => {
+    const png = await encodeImage(px(4, 1), 2, 2, 1, 'png');
+    const zip = zipFile([
+      { name: 'ant/1.png', data: png },
+      { name: 'bee/2.png', data: png },
+      { name: 'cow/', dir: true },
+    ]);
+    const first = await post(fileParts(zip, 'farm.zip'));
+    expect(first.statusCode, first.body).toBe(201);
+    expect(first.json().classes.map((c: { name: string }) => c.name)).toEqual(['ant', 'bee', 'cow']);
+    const invalid = await expectRejected(
+      fileParts(zip, 'farm.zip', [names(['A', 'B'])]),
+      422,
+      'INVALID_DATASET',
+    );
+    expect(invalid.detail).toBe('classNames has 2 names but the archive has 3 class folders');
+    const conflict = await expectRejected(
+      fileParts(zip, 'farm.zip', [names(['A', 'B', 'C'])]),
+      409,
+      'DATASET_EXISTS',
+    );
+    expect(conflict.datasetId).toBe(first.json().id);
+    const same = await post(fileParts(zip, 'farm.zip', [names(['ant', 'bee', 'cow'])]));
+    expect(same.statusCode).toBe(200);
+    expect(same.json().id).toBe(first.json().id);
+    expect(await classNamesOf(first.json().id)).toEqual(['ant', 'bee', 'cow']);
   });
 });
 
@@ -534,6 +719,105 @@ describe('POST /v1/datasets: bad and hostile input', () => {
       422,
       'INVALID_DATASET',
       'x',
+    );
+  });
+
+  it('npz: a 64-bit label out of range is reported with its real value', async () => {
+    const x = npy('|u1', [2, 1, 1], Buffer.from([1, 2]));
+    const big = await expectRejected(
+      fileParts(npz({ x, y: npy('<i8', [2], int64([0, 2 ** 40])) }), 'a.npz'),
+      422,
+      'INVALID_DATASET',
+    );
+    expect(big.detail).toBe('y[1]: label 1099511627776 is not an integer in [0, 65535]');
+    const max = Buffer.alloc(16, 0xff);
+    const huge = await expectRejected(
+      fileParts(npz({ x, y: npy('<u8', [2], max) }), 'a.npz'),
+      422,
+      'INVALID_DATASET',
+    );
+    expect(huge.detail).toBe('y[0]: label 18446744073709551615 is not an integer in [0, 65535]');
+    const negative = await expectRejected(
+      npyParts(x, npy('<i8', [2], int64([1, -(2n ** 62n)]))),
+      422,
+      'INVALID_DATASET',
+    );
+    expect(negative.detail).toBe('labels[1]: label -4611686018427387904 is not an integer in [0, 65535]');
+  });
+
+  it('.npy pair: the npz rules, limits and codes, naming the part; IDX mixed with .npy is refused', async () => {
+    const x = npy('|u1', [3, 2, 2], Buffer.alloc(12));
+    const y = npy('|u1', [3], Buffer.from([0, 1, 2]));
+    // Mixed pairs, either way round, gzip or not.
+    const idxX = idxImages(3, 2, 2, Buffer.alloc(12));
+    const idxY = idxLabels([0, 1, 2]);
+    for (const parts of [npyParts(x, idxY), npyParts(idxX, y), npyParts(gzipSync(idxX), gzipSync(y))]) {
+      const mixed = await expectRejected(parts, 422, 'UNSUPPORTED_DATASET_FORMAT');
+      expect(mixed.detail).toMatch(/is a \.npy array but .* is an IDX file/);
+    }
+    const cases: Array<[MultipartPart[], string, RegExp, string | undefined]> = [
+      [
+        npyParts(Buffer.from('\x93NUMPY\x01\x00\x05\x00{bad}', 'latin1'), y),
+        'INVALID_DATASET',
+        /bad .npy header/,
+        'images',
+      ],
+      [npyParts(x, Buffer.from('garbage, not an array')), 'INVALID_DATASET', /not a .npy file/, 'labels'],
+      [
+        npyParts(x, npy('|u1', [2], Buffer.from([0, 1]))),
+        'INVALID_DATASET',
+        /3 images but labels 2 labels/,
+        undefined,
+      ],
+      [npyParts(npy('|u1', [3, 2, 2], Buffer.alloc(11)), y), 'INVALID_DATASET', /truncated/, 'images'],
+      [npyParts(x, npy('|u1', [3], Buffer.from([0, 1]))), 'INVALID_DATASET', /truncated/, 'labels'],
+      [npyParts(npy('<f8', [3, 2, 2], Buffer.alloc(96)), y), 'INVALID_DATASET', /<f8/, 'images'],
+      [
+        npyParts(
+          npy('<f4', [1, 1, 1], Buffer.from(new Float32Array([2]).buffer)),
+          npy('|u1', [1], Buffer.from([0])),
+        ),
+        'INVALID_DATASET',
+        /outside \[0, 1\]/,
+        'images',
+      ],
+      [npyParts(x, npy('|b1', [3], Buffer.from([1, 0, 1]))), 'INVALID_DATASET', /integers/, 'labels'],
+      [npyParts(x, npy('|i1', [3], Buffer.from([0, 0xff, 1]))), 'INVALID_DATASET', /label -1 /, undefined],
+      [
+        npyParts(x, y, [{ name: 'classNames', data: '["a","b"]' }]),
+        'INVALID_DATASET',
+        /label 2 is out of range for 2 class names/,
+        undefined,
+      ],
+      [
+        npyParts(gzipSync(x).subarray(0, 30), y),
+        'INVALID_DATASET',
+        /corrupt compressed data|truncated/,
+        undefined,
+      ],
+      [
+        npyParts(npy('|u1', [1501, 1, 1], Buffer.alloc(1501)), npy('|u1', [1501], Buffer.alloc(1501))),
+        'TOO_MANY_IMAGES',
+        /MAX_DATASET_IMAGES/,
+        'images',
+      ],
+      [
+        npyParts(npy('|u1', [5, 1024, 1024], Buffer.alloc(5 * MiB)), npy('|u1', [5], Buffer.alloc(5))),
+        'UNCOMPRESSED_TOO_LARGE',
+        /MAX_UNCOMPRESSED_BYTES/,
+        'images',
+      ],
+    ];
+    for (const [parts, code, detail, entry] of cases) {
+      const body = await expectRejected(parts, 422, code, entry);
+      expect(body.detail).toMatch(detail);
+    }
+    // A gzip'd array that unpacks past MAX_UNCOMPRESSED_BYTES is cut off while unpacking.
+    const bomb = npy('|u1', [64, 256, 256], Buffer.alloc(4 * MiB));
+    await expectRejected(
+      npyParts(gzipSync(bomb), gzipSync(npy('|u1', [64], Buffer.alloc(64)))),
+      422,
+      'UNCOMPRESSED_TOO_LARGE',
     );
   });
 

@@ -1,13 +1,14 @@
 // ingestDataset: an uploaded dataset (already streamed to temp files) -> a canonical file.
 // The format is detected from magic bytes, never from the file name alone:
-//   IDX pair (two files) | zip (PK..) with x.npy/y.npy -> npz | other zip | tar | gzip'd tar.
+//   images + labels pair: IDX files, or .npy files (\x93NUMPY, read as an npz's x.npy/y.npy)
+//   | zip (PK..) with x.npy/y.npy -> npz | other zip | tar | gzip'd tar.
 import { rm } from 'node:fs/promises';
 import { ingestImageArchive } from './archive.js';
 import type { CanonicalMeta } from './canonicalDataset.js';
 import { IngestError, type IngestLimits } from './errors.js';
 import { ingestIdx } from './idx.js';
 import type { ClassInfo } from './labels.js';
-import { ingestNpz } from './npz.js';
+import { ingestNpyPair, ingestNpz, NPY_MAGIC } from './npz.js';
 import { ByteBudget, ChunkReader, isGzip, openMaybeGunzip, readHead } from './streams.js';
 import { ZipArchive } from './zip.js';
 
@@ -18,6 +19,10 @@ export type { ClassInfo } from './labels.js';
 
 export type DatasetFormat = 'idx' | 'zip' | 'tar' | 'npz';
 
+/**
+ * `idx`: an images + labels pair, IDX files or .npy files (told apart by their content), each raw
+ * or gzip. `file`: one archive or npz.
+ */
 export type IngestSource =
   | { kind: 'idx'; imagesPath: string; labelsPath: string }
   | { kind: 'file'; path: string; filename?: string };
@@ -33,8 +38,6 @@ export interface IngestResult {
   meta: CanonicalMeta;
   classes: ClassInfo[];
 }
-
-const NPY_MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]);
 
 /** A tar header block: "ustar" magic, or a valid header checksum (old V7 tar), or all zeros (empty). */
 export function looksLikeTar(block: Buffer): boolean {
@@ -78,7 +81,7 @@ async function detect(path: string): Promise<Detected> {
   if (head.subarray(0, 6).equals(NPY_MAGIC)) {
     throw new IngestError(
       'UNSUPPORTED_DATASET_FORMAT',
-      'a bare .npy file is not accepted; send an .npz holding arrays "x" and "y"',
+      'a single .npy file is not a dataset; send the images and labels arrays as the "images" and "labels" fields, or one .npz holding arrays "x" and "y"',
     );
   }
   if (head.length >= 4 && head.readUInt32BE(0) === 0x00000803) {
@@ -91,6 +94,40 @@ async function detect(path: string): Promise<Detected> {
     'UNSUPPORTED_DATASET_FORMAT',
     'the file is not a zip, tar, tar.gz or npz archive (detected by its first bytes)',
   );
+}
+
+const isNpy = (head: Buffer) => head.length >= 6 && head.subarray(0, 6).equals(NPY_MAGIC);
+/** What readIdxHeader accepts at all: the first two bytes of an IDX magic are zero. */
+const isIdx = (head: Buffer) => head.length >= 4 && head[0] === 0 && head[1] === 0;
+
+/** The first n bytes of a pair file's content (gunzipped when it is gzip); fewer if unreadable. */
+async function contentHead(path: string, n: number): Promise<Buffer> {
+  const head = await readHead(path, n);
+  if (!isGzip(head)) return head;
+  const reader = new ChunkReader(await openMaybeGunzip(path), 'the gzip file');
+  try {
+    return await reader.readExact(n).catch(() => Buffer.alloc(0));
+  } finally {
+    await reader.close().catch(() => undefined);
+  }
+}
+
+/**
+ * An images + labels pair is read as .npy arrays when either part starts with the .npy magic
+ * (the other one then fails as "not a .npy file" unless it is one), else as IDX. An IDX file
+ * paired with a .npy array is refused as UNSUPPORTED_DATASET_FORMAT.
+ */
+async function detectPair(imagesPath: string, labelsPath: string): Promise<'idx' | 'npy'> {
+  const [images, labels] = await Promise.all([contentHead(imagesPath, 6), contentHead(labelsPath, 6)]);
+  if (isNpy(images) && isNpy(labels)) return 'npy';
+  if ((isNpy(images) && isIdx(labels)) || (isIdx(images) && isNpy(labels))) {
+    const [npy, idx] = isNpy(images) ? ['images', 'labels'] : ['labels', 'images'];
+    throw new IngestError(
+      'UNSUPPORTED_DATASET_FORMAT',
+      `"${npy}" is a .npy array but "${idx}" is an IDX file; send both parts as .npy arrays or both as IDX files`,
+    );
+  }
+  return isNpy(images) || isNpy(labels) ? 'npy' : 'idx';
 }
 
 /**
@@ -107,6 +144,10 @@ export async function ingestDataset(
   const budget = new ByteBudget(limits.maxUncompressedBytes);
   try {
     if (source.kind === 'idx') {
+      if ((await detectPair(source.imagesPath, source.labelsPath)) === 'npy') {
+        const r = await ingestNpyPair({ ...source, outPath, limits, budget, classNames });
+        return { format: 'npz', ...r };
+      }
       const r = await ingestIdx({ ...source, outPath, limits, budget, classNames });
       return { format: 'idx', ...r };
     }

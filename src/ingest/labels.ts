@@ -9,6 +9,11 @@ export interface ClassInfo {
   count: number;
 }
 
+/** The INVALID_DATASET error for a label outside [0, 65535], showing the value as read. */
+export function labelOutOfRange(label: number | bigint, where: string): IngestError {
+  return invalid(`${where}: label ${label} is not an integer in [0, ${MAX_LABEL}]`);
+}
+
 export class LabelCounter {
   readonly counts = new Float64Array(MAX_LABEL + 1);
   maxLabel = -1;
@@ -16,9 +21,7 @@ export class LabelCounter {
 
   /** Records one label; throws INVALID_DATASET when it is not an integer in [0, 65535]. */
   add(label: number, where: string): void {
-    if (!Number.isInteger(label) || label < 0 || label > MAX_LABEL) {
-      throw invalid(`${where}: label ${label} is not an integer in [0, ${MAX_LABEL}]`);
-    }
+    if (!Number.isInteger(label) || label < 0 || label > MAX_LABEL) throw labelOutOfRange(label, where);
     this.counts[label]++;
     if (label > this.maxLabel) this.maxLabel = label;
     this.total++;

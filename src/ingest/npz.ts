@@ -1,14 +1,14 @@
-// NumPy .npz (a zip of .npy files) with arrays `x` (uint8, or float32 in [0,1]; [N,H,W] or
-// [N,H,W,C], C in 1..4) and `y` (integer labels, [N]). Both arrays are streamed from the zip
-// into the canonical file, so memory does not depend on N.
+// NumPy arrays: an .npz (a zip of .npy files) with arrays `x` (uint8, or float32 in [0,1];
+// [N,H,W] or [N,H,W,C], C in 1..4) and `y` (integer labels, [N]), or the same two arrays as a
+// pair of .npy files (the `images` and `labels` parts). Both arrays are streamed into the
+// canonical file, so memory does not depend on N.
 import { CanonicalDatasetWriter, type CanonicalMeta } from './canonicalDataset.js';
 import { checkDatasetShape, type IngestLimits, invalid, pickError } from './errors.js';
-import { buildClasses, type ClassInfo, LabelCounter } from './labels.js';
-import type { ByteBudget } from './streams.js';
-import { ChunkReader } from './streams.js';
+import { buildClasses, type ClassInfo, LabelCounter, labelOutOfRange, MAX_LABEL } from './labels.js';
+import { type ByteBudget, ChunkReader, openMaybeGunzip } from './streams.js';
 import { type ZipArchive, type ZipEntryInfo, zipError } from './zip.js';
 
-const NPY_MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
+export const NPY_MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
 const MAX_NPY_HEADER = 64 * 1024;
 
 // ---- a parser for the Python literal in the .npy header (dicts, tuples, lists, str, int, bool)
@@ -164,27 +164,35 @@ function checkLayout(h: NpyHeader, dt: NpyDtype, what: string) {
   }
 }
 
-/** x: uint8 or float32. */
-function xDtype(h: NpyHeader): 'uint8' | 'float32' {
-  if (h.descr.includes('O')) throw invalid(`x: object dtype "${h.descr}" is not supported`, 'x');
-  const dt = parseDescr(h.descr, 'x');
-  checkLayout(h, dt, 'x');
+/** The pixel array (`x` in an npz): uint8 or float32. */
+function xDtype(h: NpyHeader, what: string): 'uint8' | 'float32' {
+  if (h.descr.includes('O')) throw invalid(`${what}: object dtype "${h.descr}" is not supported`, what);
+  const dt = parseDescr(h.descr, what);
+  checkLayout(h, dt, what);
   if (dt.kind === 'u' && dt.itemSize === 1) return 'uint8';
   if (dt.kind === 'f' && dt.itemSize === 4) return 'float32';
-  throw invalid(`x: dtype "${h.descr}" is not supported (x must be uint8, or float32 in [0,1])`, 'x');
+  throw invalid(
+    `${what}: dtype "${h.descr}" is not supported (${what} must be uint8, or float32 in [0,1])`,
+    what,
+  );
 }
 
-/** y: any integer dtype. */
-function yDtype(h: NpyHeader): NpyDtype {
-  if (h.descr.includes('O')) throw invalid(`y: object dtype "${h.descr}" is not supported`, 'y');
-  const dt = parseDescr(h.descr, 'y');
-  checkLayout(h, dt, 'y');
+/** The label array (`y` in an npz): any integer dtype. */
+function yDtype(h: NpyHeader, what: string): NpyDtype {
+  if (h.descr.includes('O')) throw invalid(`${what}: object dtype "${h.descr}" is not supported`, what);
+  const dt = parseDescr(h.descr, what);
+  checkLayout(h, dt, what);
   if ((dt.kind === 'i' || dt.kind === 'u') && [1, 2, 4, 8].includes(dt.itemSize)) return dt;
-  throw invalid(`y: dtype "${h.descr}" is not supported (labels must be integers)`, 'y');
+  throw invalid(`${what}: dtype "${h.descr}" is not supported (labels must be integers)`, what);
 }
 
-/** Reads one little-endian integer label (64-bit values far out of range are clamped to 65536 / -1). */
-function readLabel(buf: Buffer, off: number, dt: NpyDtype): number {
+const MAX_LABEL_BIG = BigInt(MAX_LABEL);
+
+/**
+ * Reads one little-endian integer label. A 64-bit value outside [0, 65535] is refused here, with
+ * its exact value (a Number could not hold every int64); smaller ones are checked by LabelCounter.
+ */
+function readLabel(buf: Buffer, off: number, dt: NpyDtype, what: string, index: number): number {
   const signed = dt.kind === 'i';
   switch (dt.itemSize) {
     case 1:
@@ -195,8 +203,7 @@ function readLabel(buf: Buffer, off: number, dt: NpyDtype): number {
       return signed ? buf.readInt32LE(off) : buf.readUInt32LE(off);
     default: {
       const v = signed ? buf.readBigInt64LE(off) : buf.readBigUInt64LE(off);
-      if (v > 65536n) return 65536;
-      if (v < -1n) return -1;
+      if (v < 0n || v > MAX_LABEL_BIG) throw labelOutOfRange(v, `${what}[${index}]`);
       return Number(v);
     }
   }
@@ -207,6 +214,104 @@ export interface NpzIngestResult {
   classes: ClassInfo[];
 }
 
+/**
+ * The shared core of the npz and the .npy-pair paths: a pixel array and a label array, each a
+ * .npy stream (`x`/`y` inside an npz, the `images`/`labels` parts of a pair), streamed into the
+ * canonical file. `names` name the arrays in messages and in `entry`. On failure the canonical
+ * file is removed and the error is thrown as it is (the caller maps it).
+ */
+async function ingestNpyArrays(opts: {
+  xs: ChunkReader;
+  ys: ChunkReader;
+  names: { x: string; y: string };
+  outPath: string;
+  limits: IngestLimits;
+  classNames?: readonly string[];
+}): Promise<NpzIngestResult> {
+  const { xs, ys } = opts;
+  const { x: xn, y: yn } = opts.names;
+  let writer: CanonicalDatasetWriter | null = null;
+  try {
+    const xh = await readNpyHeader(xs, xn);
+    const yh = await readNpyHeader(ys, yn);
+    const dtype = xDtype(xh, xn);
+    const ydt = yDtype(yh, yn);
+    if (xh.shape.length !== 3 && xh.shape.length !== 4) {
+      throw invalid(`${xn}: shape (${xh.shape.join(', ')}) is not [N,H,W] or [N,H,W,C]`, xn);
+    }
+    if (yh.shape.length !== 1) throw invalid(`${yn}: shape (${yh.shape.join(', ')}) is not [N]`, yn);
+    const [count, height, width] = xh.shape;
+    const channels = xh.shape.length === 4 ? xh.shape[3] : 1;
+    if (yh.shape[0] !== count) throw invalid(`${xn} holds ${count} images but ${yn} ${yh.shape[0]} labels`);
+    checkDatasetShape(
+      { count, height, width, channels, bytesPerValue: dtype === 'float32' ? 4 : 1 },
+      opts.limits,
+      xn,
+    );
+
+    writer = await CanonicalDatasetWriter.create(opts.outPath, { count, height, width, channels, dtype });
+    const expected = writer.pixelSectionBytes;
+    let offset = 0;
+    let carry: Buffer = Buffer.alloc(0);
+    for await (const chunk of xs.rest()) {
+      if (offset + carry.length + chunk.length > expected) {
+        throw invalid(`${xn}: more data than its shape (${xh.shape.join(', ')}) holds`, xn);
+      }
+      if (dtype === 'uint8') {
+        await writer.writePixelBytes(offset, chunk);
+        offset += chunk.length;
+        continue;
+      }
+      const data = carry.length ? Buffer.concat([carry, chunk]) : chunk;
+      const whole = data.length - (data.length % 4);
+      // Copy into an aligned Float32Array to check the range, then write those bytes.
+      const values = new Float32Array(whole / 4);
+      new Uint8Array(values.buffer).set(data.subarray(0, whole));
+      for (let i = 0; i < values.length; i++) {
+        const v = values[i];
+        if (!(v >= 0 && v <= 1)) {
+          throw invalid(`${xn}: float32 value ${v} at flat index ${offset / 4 + i} is outside [0, 1]`, xn);
+        }
+      }
+      await writer.writePixelBytes(offset, new Uint8Array(values.buffer));
+      offset += whole;
+      carry = Buffer.from(data.subarray(whole));
+    }
+    if (offset + carry.length < expected) {
+      throw invalid(`${xn}: truncated: ${offset + carry.length} of ${expected} data bytes`, xn);
+    }
+
+    const counter = new LabelCounter();
+    const size = ydt.itemSize;
+    let index = 0;
+    carry = Buffer.alloc(0);
+    for await (const chunk of ys.rest()) {
+      const data = carry.length ? Buffer.concat([carry, chunk]) : chunk;
+      const n = Math.floor(data.length / size);
+      if (index + n > count) throw invalid(`${yn}: more data than its shape (${count}) holds`, yn);
+      const batch = new Int32Array(n);
+      for (let i = 0; i < n; i++) {
+        const label = readLabel(data, i * size, ydt, yn, index + i);
+        counter.add(label, `${yn}[${index + i}]`);
+        batch[i] = label;
+      }
+      await writer.writeLabels(index, batch);
+      index += n;
+      carry = Buffer.from(data.subarray(n * size));
+    }
+    if (index < count || carry.length > 0) throw invalid(`${yn}: truncated: ${index} of ${count} labels`, yn);
+
+    const classes = buildClasses(counter, opts.classNames);
+    const meta = await writer.finish();
+    writer = null;
+    return { meta, classes };
+  } catch (err) {
+    await writer?.abort();
+    throw err;
+  }
+}
+
+/** An .npz: the zip entries `x.npy` (pixels) and `y.npy` (labels). */
 export async function ingestNpz(opts: {
   zip: ZipArchive;
   entries: ZipEntryInfo[];
@@ -229,87 +334,45 @@ export async function ingestNpz(opts: {
     );
   }
   const xs = new ChunkReader(await opts.zip.openStream(xEntry, opts.budget), 'x');
-  const ys = new ChunkReader(await opts.zip.openStream(yEntry, opts.budget), 'y');
-  let writer: CanonicalDatasetWriter | null = null;
   try {
-    const xh = await readNpyHeader(xs, 'x');
-    const yh = await readNpyHeader(ys, 'y');
-    const dtype = xDtype(xh);
-    const ydt = yDtype(yh);
-    if (xh.shape.length !== 3 && xh.shape.length !== 4) {
-      throw invalid(`x: shape (${xh.shape.join(', ')}) is not [N,H,W] or [N,H,W,C]`, 'x');
+    const ys = new ChunkReader(await opts.zip.openStream(yEntry, opts.budget), 'y');
+    try {
+      return await ingestNpyArrays({ ...opts, xs, ys, names: { x: 'x', y: 'y' } });
+    } finally {
+      await ys.close().catch(() => undefined);
     }
-    if (yh.shape.length !== 1) throw invalid(`y: shape (${yh.shape.join(', ')}) is not [N]`, 'y');
-    const [count, height, width] = xh.shape;
-    const channels = xh.shape.length === 4 ? xh.shape[3] : 1;
-    if (yh.shape[0] !== count) throw invalid(`x holds ${count} images but y ${yh.shape[0]} labels`);
-    checkDatasetShape(
-      { count, height, width, channels, bytesPerValue: dtype === 'float32' ? 4 : 1 },
-      opts.limits,
-      'x',
-    );
-
-    writer = await CanonicalDatasetWriter.create(opts.outPath, { count, height, width, channels, dtype });
-    const expected = writer.pixelSectionBytes;
-    let offset = 0;
-    let carry: Buffer = Buffer.alloc(0);
-    for await (const chunk of xs.rest()) {
-      if (offset + carry.length + chunk.length > expected) {
-        throw invalid(`x: more data than its shape (${xh.shape.join(', ')}) holds`, 'x');
-      }
-      if (dtype === 'uint8') {
-        await writer.writePixelBytes(offset, chunk);
-        offset += chunk.length;
-        continue;
-      }
-      const data = carry.length ? Buffer.concat([carry, chunk]) : chunk;
-      const whole = data.length - (data.length % 4);
-      // Copy into an aligned Float32Array to check the range, then write those bytes.
-      const values = new Float32Array(whole / 4);
-      new Uint8Array(values.buffer).set(data.subarray(0, whole));
-      for (let i = 0; i < values.length; i++) {
-        const v = values[i];
-        if (!(v >= 0 && v <= 1)) {
-          throw invalid(`x: float32 value ${v} at flat index ${offset / 4 + i} is outside [0, 1]`, 'x');
-        }
-      }
-      await writer.writePixelBytes(offset, new Uint8Array(values.buffer));
-      offset += whole;
-      carry = Buffer.from(data.subarray(whole));
-    }
-    if (offset + carry.length < expected) {
-      throw invalid(`x: truncated: ${offset + carry.length} of ${expected} data bytes`, 'x');
-    }
-
-    const counter = new LabelCounter();
-    const size = ydt.itemSize;
-    let index = 0;
-    carry = Buffer.alloc(0);
-    for await (const chunk of ys.rest()) {
-      const data = carry.length ? Buffer.concat([carry, chunk]) : chunk;
-      const n = Math.floor(data.length / size);
-      if (index + n > count) throw invalid(`y: more data than its shape (${count}) holds`, 'y');
-      const batch = new Int32Array(n);
-      for (let i = 0; i < n; i++) {
-        const label = readLabel(data, i * size, ydt);
-        counter.add(label, `y[${index + i}]`);
-        batch[i] = label;
-      }
-      await writer.writeLabels(index, batch);
-      index += n;
-      carry = Buffer.from(data.subarray(n * size));
-    }
-    if (index < count || carry.length > 0) throw invalid(`y: truncated: ${index} of ${count} labels`, 'y');
-
-    const classes = buildClasses(counter, opts.classNames);
-    const meta = await writer.finish();
-    writer = null;
-    return { meta, classes };
   } catch (err) {
-    await writer?.abort();
     throw zipError(pickError('npz', err));
   } finally {
     await xs.close().catch(() => undefined);
-    await ys.close().catch(() => undefined);
+  }
+}
+
+/**
+ * A pair of .npy files sent as the `images` and `labels` parts (each raw or gzip): read exactly
+ * as an npz's `x.npy` and `y.npy` (same dtype, shape and label rules, limits and error codes),
+ * with the part names in messages and `entry`. Both are streamed; gunzipped bytes are charged
+ * to the budget as for an IDX pair.
+ */
+export async function ingestNpyPair(opts: {
+  imagesPath: string;
+  labelsPath: string;
+  outPath: string;
+  limits: IngestLimits;
+  budget: ByteBudget;
+  classNames?: readonly string[];
+}): Promise<NpzIngestResult> {
+  const xs = new ChunkReader(await openMaybeGunzip(opts.imagesPath, opts.budget, 'images'), 'images');
+  try {
+    const ys = new ChunkReader(await openMaybeGunzip(opts.labelsPath, opts.budget, 'labels'), 'labels');
+    try {
+      return await ingestNpyArrays({ ...opts, xs, ys, names: { x: 'images', y: 'labels' } });
+    } finally {
+      await ys.close().catch(() => undefined);
+    }
+  } catch (err) {
+    throw pickError('npy', err);
+  } finally {
+    await xs.close().catch(() => undefined);
   }
 }

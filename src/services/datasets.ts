@@ -24,7 +24,7 @@ export interface UploadedPart extends TempFile {
 }
 
 export interface DatasetUpload {
-  /** One archive / npz (`file`), or an IDX pair (`images` + `labels`). */
+  /** One archive / npz (`file`), or an IDX or .npy pair (`images` + `labels`). */
   file?: UploadedPart;
   images?: UploadedPart;
   labels?: UploadedPart;
@@ -38,7 +38,7 @@ export interface DatasetServiceDeps {
   blobs: BlobStore;
 }
 
-/** The identity of an upload: the file's sha256, or sha256("<images>:<labels>") for an IDX pair. */
+/** The identity of an upload: the file's sha256, or sha256("<images>:<labels>") for a pair. */
 export function uploadSha256(upload: DatasetUpload): string {
   if (upload.file) return upload.file.sha256;
   if (upload.images && upload.labels) {
@@ -52,7 +52,7 @@ function defaultName(upload: DatasetUpload): string {
   const base = from
     ?.split(/[\\/]/)
     .pop()
-    ?.replace(/(\.(gz|tgz|tar|zip|npz))+$/i, '')
+    ?.replace(/(\.(gz|tgz|tar|zip|npz|npy))+$/i, '')
     // biome-ignore lint/suspicious/noControlCharactersInRegex: removing them (PostgreSQL text cannot hold U+0000)
     .replace(/[\u0000-\u001f\u007f]/g, '')
     .trim();
@@ -70,6 +70,31 @@ function toProblem(err: IngestError): AppError {
   return new AppError(422, err.code, err.message, err.entry !== undefined ? { entry: err.entry } : {});
 }
 
+/** True when the upload states no class names, or exactly the stored ones. */
+function sameClassNames(dataset: DatasetRecord, classNames: readonly string[] | undefined): boolean {
+  if (!classNames) return true;
+  return (
+    classNames.length === dataset.classes.length && dataset.classes.every((c, i) => c.name === classNames[i])
+  );
+}
+
+/** 409 DATASET_EXISTS: these bytes are stored already, under other class names. */
+function existsWithOtherNames(dataset: DatasetRecord): AppError {
+  return new AppError(
+    409,
+    'DATASET_EXISTS',
+    `the same bytes are stored as dataset ${dataset.id} with other class names; ` +
+      'send its class names (or none) to get that dataset, or delete it first to store them with new names',
+    { datasetId: dataset.id },
+  );
+}
+
+/** The existing dataset for a re-upload, or 409 when the upload names its classes otherwise. */
+function reuse(dataset: DatasetRecord, upload: DatasetUpload): { dataset: DatasetRecord; created: false } {
+  if (!sameClassNames(dataset, upload.classNames)) throw existsWithOtherNames(dataset);
+  return { dataset, created: false };
+}
+
 export class DatasetService {
   readonly repo: DatasetRepository;
 
@@ -78,8 +103,11 @@ export class DatasetService {
   }
 
   /**
-   * Registers an upload. The same upload again returns the existing dataset (created: false).
-   * Throws AppError 422 for bad content; leaves no row, blob or temp file behind on failure.
+   * Registers an upload. The same upload again returns the existing dataset (created: false),
+   * unchanged (a new `name` is ignored, as for models); `classNames` are checked as on a first
+   * upload (422 when they do not fit the data) and, when they differ from the stored ones, refused
+   * with 409 DATASET_EXISTS. Throws AppError 422 for bad content; leaves no row, blob or temp file
+   * behind on failure.
    */
   async register(upload: DatasetUpload): Promise<{ dataset: DatasetRecord; created: boolean }> {
     const { blobs, config } = this.deps;
@@ -87,22 +115,34 @@ export class DatasetService {
     const canonicalTmp = blobs.tempPath('.invds');
     try {
       const sha256 = uploadSha256(upload);
-      const existing = await this.repo.findBySha256(sha256);
-      if (existing) return { dataset: existing, created: false };
-
       const source: IngestSource = upload.file
         ? { kind: 'file', path: upload.file.path, filename: upload.file.filename }
         : { kind: 'idx', imagesPath: upload.images!.path, labelsPath: upload.labels!.path };
-      let result: Awaited<ReturnType<typeof ingestDataset>>;
-      try {
-        result = await ingestDataset(source, canonicalTmp, {
-          limits: config.limits,
-          classNames: upload.classNames,
-        });
-      } catch (err) {
-        if (err instanceof IngestError) throw toProblem(err);
-        throw err;
+      const ingest = async () => {
+        try {
+          return await ingestDataset(source, canonicalTmp, {
+            limits: config.limits,
+            classNames: upload.classNames,
+          });
+        } catch (err) {
+          if (err instanceof IngestError) throw toProblem(err);
+          throw err;
+        }
+      };
+
+      const existing = await this.repo.findBySha256(sha256);
+      if (existing) {
+        const names = upload.classNames;
+        // At least as many names as stored classes always fit (the stored classes cover every
+        // label and, for archives, every class folder). Fewer may not: check them against the data
+        // exactly as a first upload does (422 if they do not fit), discarding the result.
+        if (names && !sameClassNames(existing, names) && names.length < existing.classes.length) {
+          await ingest();
+        }
+        return reuse(existing, upload);
       }
+
+      const result = await ingest();
       // The uploaded parts are no longer needed; free the disk before hashing the canonical file.
       await Promise.all(parts.map((p) => rm(p.path, { force: true })));
       const blob = await sha256OfFile(canonicalTmp);
@@ -111,7 +151,7 @@ export class DatasetService {
       return await this.repo.withBlobLock(blob.sha256, async (tx) => {
         // A concurrent identical upload may have won while this one was converting.
         const raced = await tx.findBySha256(sha256);
-        if (raced) return { dataset: raced, created: false };
+        if (raced) return reuse(raced, upload);
         const hadBlob = await blobs.has(blob.sha256);
         await blobs.adoptTemp({ path: canonicalTmp, sha256: blob.sha256, sizeBytes: blob.sizeBytes });
         try {
@@ -137,7 +177,7 @@ export class DatasetService {
     } catch (err) {
       if (isConstraintViolation(err, 'P2002')) {
         const existing = await this.repo.findBySha256(uploadSha256(upload));
-        if (existing) return { dataset: existing, created: false };
+        if (existing) return reuse(existing, upload);
       }
       throw err;
     } finally {
@@ -166,7 +206,7 @@ export class DatasetService {
       new AppError(
         409,
         'DATASET_IN_USE',
-        `dataset ${id} is used by at least one run; delete those runs first`,
+        `dataset ${id} is used by at least one run; delete those runs first (DELETE /v1/runs/{id})`,
       );
     try {
       await this.repo.withBlobLock(dataset.blobSha256, async (tx) => {

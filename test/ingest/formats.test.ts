@@ -146,6 +146,24 @@ describe('npz', () => {
     ]);
   });
 
+  it('reads a .npy pair (images + labels) into the same canonical file as the npz', async () => {
+    const values = new Float32Array(2 * 3 * 2 * 4).map((_, i) => i / 47);
+    const x = npy('<f4', [2, 3, 2, 4], Buffer.from(values.buffer));
+    const y = npy('<i4', [2], Buffer.from(new Int32Array([1, 1]).buffer));
+    const viaNpz = await ingestFile(npz({ x, y }));
+    const out = path.join(dir, `${randomUUID()}.invds`);
+    const pair = await ingestDataset(
+      { kind: 'idx', imagesPath: await put(x), labelsPath: await put(y) },
+      out,
+      {
+        limits,
+      },
+    );
+    expect(pair).toEqual(viaNpz.result);
+    expect(pair.meta).toMatchObject({ count: 2, height: 3, width: 2, channels: 4, dtype: 'float32' });
+    expect((await readFile(out)).equals(await readFile(viaNpz.out))).toBe(true);
+  });
+
   it('refuses bad dtypes and layouts with a reason', async () => {
     const y = npy('|u1', [1], Buffer.from([0]));
     const cases: Array<[Buffer, RegExp]> = [

@@ -1,4 +1,4 @@
-// /v1/datasets: multipart upload (IDX pair, image-folder archive or npz), list, get, delete.
+// /v1/datasets: multipart upload (IDX or .npy pair, image-folder archive or npz), list, get, delete.
 // Parts are streamed to temp files (never held in memory); the service does the rest.
 import { rm } from 'node:fs/promises';
 import { type Static, Type } from '@sinclair/typebox';
@@ -150,7 +150,9 @@ async function receiveUpload(req: FastifyRequest, deps: AppDeps): Promise<Datase
     }
     const pair = upload.images && upload.labels;
     if (upload.file ? upload.images || upload.labels : !pair) {
-      throw badRequest('send either one "file" (zip, tar, tar.gz, npz) or both "images" and "labels" (IDX)');
+      throw badRequest(
+        'send either one "file" (zip, tar, tar.gz, npz) or both "images" and "labels" (IDX or .npy)',
+      );
     }
     return upload;
   } catch (err) {
