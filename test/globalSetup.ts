@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { startEmbeddedPostgres } from '../src/store/embeddedPostgres.js';
+import { loadEmbeddedPostgres } from '../src/store/loadEmbeddedPostgres.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -18,6 +18,8 @@ export default async function setup(project: TestProject) {
     return;
   }
   const dir = await mkdtemp(path.join(os.tmpdir(), 'invariance-test-pg-'));
+  // Loaded lazily and unhooked: its exit hooks would turn vitest's exit code 1 into 0.
+  const { startEmbeddedPostgres } = await loadEmbeddedPostgres();
   const pg = await startEmbeddedPostgres({ dir: path.join(dir, 'data'), database: 'postgres' });
   project.provide('databaseUrl', pg.url);
   return async () => {
