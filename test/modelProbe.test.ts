@@ -118,6 +118,42 @@ describe('layers normalized variance cannot be measured on', () => {
   });
 });
 
+describe('a symbolic batch that only runs with batch 1', () => {
+  it('is recorded as batch 1 and its runs succeed one image at a time', async () => {
+    const model = await upload(
+      'batch-of-one',
+      encodeModel({
+        input: [valueInfo('x', FLOAT, ['N', 1, S, S])],
+        output: [valueInfo('y', FLOAT, ['N', 4])],
+        initializer: [
+          floatTensor(
+            'w',
+            [16, 4],
+            Array.from({ length: 64 }, (_, i) => ((i * 7) % 5) - 2),
+          ),
+          int64Tensor('one', [2], [1, 4]),
+        ],
+        node: [
+          { opType: 'Flatten', input: ['x'], output: ['v'] },
+          { opType: 'MatMul', input: ['v', 'w'], output: ['l'] },
+          { opType: 'Reshape', input: ['l', 'one'], output: ['y'] },
+        ],
+      }),
+    );
+    const res = await t.app.inject({ method: 'GET', url: `/v1/models/${model.id}`, headers: t.auth });
+    expect(res.json().inputs[0].shape).toEqual([1, 1, S, S]);
+    const { id } = await submitRun(t, {
+      modelId: model.id,
+      datasetId,
+      transforms: [{ type: 'rotate', values: [90, 180] }],
+      metrics: ['accuracy', 'ekld'],
+    });
+    const done = await waitForRun(t, id, 60_000);
+    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+    expect((await getResults<{ samples: number }>(t, id)).samples).toBe(N);
+  });
+});
+
 describe('refused at submission or upload, never after 202', () => {
   it('a symbolic class dim is resolved at upload: fewer classes than the dataset is 422', async () => {
     const model = await upload(

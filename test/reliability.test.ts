@@ -97,14 +97,24 @@ describe('the same numbers for any sharding and any number of engine threads', (
  * A linear classifier whose last node reshapes its logits to [1, 10]: it loads, passes upload
  * inspection (which probes with a batch of one), and fails at run time on every larger batch.
  */
-function batchOfOneModel(): Uint8Array {
+/**
+ * Runs on zeros (so upload's probe accepts it) but fails on any real image: the logits are
+ * reshaped to [-1, 10 + 10080 k] with k = ceil(clip(max(input), 0, 1)), i.e. [-1, 10] for an
+ * all-zero batch and [-1, 10090] otherwise, which no batch below 1009 images fits.
+ */
+function failsOnRealImagesModel(): Uint8Array {
   const b = new OnnxModelBuilder({ opset: 13 });
   b.input('input', 'float32', ['N', 1, 28, 28]);
   const weights = new Float32Array(784 * 10).map((_, i) => ((i * 7919) % 13) / 13 - 0.5);
   b.initializer('W', weights, [784, 10]);
   const flat = b.op('Flatten', ['input'], { axis: 1 });
   const logits = b.op('MatMul', [flat, 'W']);
-  b.node('Reshape', [logits, b.int64([1, 10])], ['logits']);
+  const max = b.op('ReduceMax', ['input'], { keepdims: 0 });
+  const clipped = b.op('Clip', [max, b.float32([0], []), b.float32([1], [])]);
+  const k = b.op('Cast', [b.op('Ceil', [clipped])], { to: 7 });
+  const width = b.op('Add', [b.op('Mul', [k, b.int64([10080], [])]), b.int64([10], [])]);
+  const shape = b.op('Concat', [b.int64([-1]), b.op('Unsqueeze', [width, b.int64([0])])], { axis: 0 });
+  b.node('Reshape', [logits, shape], ['logits']);
   b.output('logits', 'float32', ['N', 10]);
   return b.toBytes();
 }
@@ -200,8 +210,8 @@ describe('faults inside one worker process', () => {
 
   it('a model that fails at run time: retries, then the run fails with the cause; the next run succeeds', async () => {
     const { t, datasetId, modelId } = env;
-    const file = path.join(t.dataDir, 'batch-of-one.onnx');
-    await writeFile(file, batchOfOneModel());
+    const file = path.join(t.dataDir, 'fails-on-real-images.onnx');
+    await writeFile(file, failsOnRealImagesModel());
     const bad = await uploadModel(t, file, { preprocessing: JSON.stringify(FMNIST_PREPROCESSING) });
     const run = await submitRun(t, {
       modelId: bad.id,
