@@ -206,7 +206,11 @@ export async function pushDataset(
   const hashes = await Promise.all(files.map((f) => sha256File(f.file)));
   const sha256 = hashes.length === 2 ? idxPairSha256(hashes[0], hashes[1]) : hashes[0];
   const existing = await findBySha256<Dataset>(client, '/v1/datasets', sha256);
-  if (existing) return { item: existing, reused: true, sha256 };
+  // Stored with other class names: upload anyway, so that the service says so (409 DATASET_EXISTS).
+  const sameNames =
+    fields.classNames === undefined ||
+    fields.classNames === JSON.stringify(existing?.classes.map((c) => c.name) ?? []);
+  if (existing && sameNames) return { item: existing, reused: true, sha256 };
   const total = files.reduce((n, f) => n + f.size, 0);
   log(
     `uploading dataset ${files.map((f) => f.file).join(' + ')} (${formatBytes(total)}, sha256 ${sha256.slice(0, 12)})`,
