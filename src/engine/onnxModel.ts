@@ -1003,6 +1003,8 @@ async function probe(
     if (perSample * batches[batches.length - 1] > opts.maxProbeInputElements) return none;
     const batchName = typeof batchDim === 'string' ? batchDim : 'N';
 
+    // onnxruntime-node returns tensors only: sequence and map outputs are not fetched.
+    const tensorOutputs = graph.outputs.filter((o) => o.isTensor || o.type === null).map((o) => o.name);
     // Float values (layers and float outputs) and the graph outputs; the layers only where what
     // ONNX Runtime already knows of their sizes stays within the probe's output budget.
     const layers = found.filter(isLayer);
@@ -1011,7 +1013,8 @@ async function probe(
       0,
     );
     const affordable = knownFloats * 4 * batches[batches.length - 1] <= PROBE_OUTPUT_BYTES;
-    const fetches = [...new Set([...(affordable ? layers.map((c) => c.name) : []), ...outputs])];
+    const fetches = [...new Set([...(affordable ? layers.map((c) => c.name) : []), ...tensorOutputs])];
+    if (fetches.length === 0) return none;
     const runAt = async (b: number, names: string[]) => {
       const feed = { [input.name]: zeroInput(input.type as string, [b, ...(sample as number[])]) };
       const result = await session.run(feed, names);
@@ -1027,7 +1030,7 @@ async function probe(
         if (runs.length > 0) break;
         // Not one run worked: with the model's own outputs only, does it run at all?
         try {
-          await runAt(b, [...outputs]);
+          if (tensorOutputs.length) await runAt(b, tensorOutputs);
         } catch (bare) {
           const where = `[${[b, ...sample].join(',')}]`;
           throw new AppError(
