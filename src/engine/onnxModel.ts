@@ -922,8 +922,6 @@ function mergeShapes(primary: Dim[] | null, secondary: Dim[] | null): Dim[] | nu
   return primary.map((d, i) => d ?? secondary[i]);
 }
 
-const isComplete = (shape: Dim[] | null) => shape?.every((d) => d !== null) ?? false;
-
 function zeroInput(type: string, dims: number[]): ort.Tensor {
   const size = dims.reduce((a, b) => a * b, 1);
   if (type === 'float16') return new ort.Tensor('float16', new Uint16Array(size), dims);
