@@ -650,7 +650,33 @@ export function expandSweep(families: readonly TransformFamily[], limits: SweepL
   }
   const points: TransformPoint[] = [];
   for (const p of plans) for (const pt of materialise(p)) points.push(pt);
+  refuseAmbiguousPoints(points);
   return points;
+}
+
+/**
+ * Points are named by their params (results, gates' at(...), examples, comparisons), so two points
+ * with the same params must be the same transform. Families that differ only in what params leave
+ * out (a gaussian_noise seed, a fill, a translate unit) would be two measurements under one name:
+ * refused. Exact repeats are allowed (they measure the same thing twice).
+ */
+function refuseAmbiguousPoints(points: readonly TransformPoint[]): void {
+  const seen = new Map<string, { index: number; ops: string }>();
+  points.forEach((pt, index) => {
+    const key = pointKey(pt.params);
+    const ops = JSON.stringify(pt.ops);
+    const first = seen.get(key);
+    if (!first) {
+      seen.set(key, { index, ops });
+    } else if (first.ops !== ops) {
+      throw new SweepError(
+        'INVALID_SWEEP',
+        `points ${first.index} and ${index} are both ${key || '(no params)'} but transform differently ` +
+          `(${first.ops} vs ${ops}): their seed, fill or unit is not part of a point's params, so ` +
+          'they could not be told apart in the results; sweep such variants in separate runs',
+      );
+    }
+  });
 }
 
 /** Number of points of a sweep without materialising it (validates too). */

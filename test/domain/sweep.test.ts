@@ -317,6 +317,30 @@ describe('expandSweep: validation', () => {
     expect(err.message).toMatch(/^transforms\[1\]\.of\[1\] \(scale\): values\[0\] must be > 0/);
   });
 
+  it('refuses points with the same params that transform differently (seed, fill, unit); exact repeats are kept', () => {
+    for (const families of [
+      [
+        { type: 'gaussian_noise', values: [0.3], seed: 1 },
+        { type: 'gaussian_noise', values: [0.3], seed: 2 },
+      ],
+      [
+        { type: 'rotate', values: [30] },
+        { type: 'rotate', values: [30], fill: 0.5 },
+      ],
+    ]) {
+      const err = sweepError(() => expand(families));
+      expect(err.code).toBe('INVALID_SWEEP');
+      expect(err.message).toMatch(/points 0 and 1 are both (gaussian_noise=0.3|rotate=30)/);
+    }
+    expect(
+      expand([
+        { type: 'gaussian_noise', values: [0.3], seed: 1 },
+        { type: 'gaussian_noise', values: [0.2], seed: 2 },
+        { type: 'rotate', values: [90, 90] },
+      ]).map((p) => pointKey(p.params)),
+    ).toEqual(['gaussian_noise=0.3', 'gaussian_noise=0.2', 'rotate=90', 'rotate=90']);
+  });
+
   it('combine other than concat is refused', () => {
     const err = sweepError(() =>
       expandSweep([{ type: 'rotate', values: [0] }], { maxPoints: 10, combine: 'zip' as 'concat' }),
