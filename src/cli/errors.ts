@@ -51,6 +51,8 @@ export class ProblemError extends CliError {
   constructor(
     readonly problem: ProblemBody,
     readonly request: string,
+    /** The answer's Retry-After, in ms (429 and 503 answers carry one). */
+    readonly retryAfterMs?: number,
   ) {
     super(
       `${request}: ${problem.status} ${problem.code}: ${problem.detail}`,

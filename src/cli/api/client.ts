@@ -15,11 +15,52 @@ export type Query = Record<string, string | number | undefined>;
 export interface RequestOptions {
   query?: Query;
   body?: unknown;
-  /** Retry network errors and 502/503/504 a few times (polling: a server restart is not a failure). */
+  /** Also retry network errors and 502/503/504 a few times (polling: see withRetries). */
   retry?: boolean;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Longest single wait a Retry-After may ask for, and the most "come back later" answers taken. */
+const MAX_RETRY_AFTER_MS = 60_000;
+const MAX_LATER_ANSWERS = 8;
+
+/** A Retry-After header (seconds or an HTTP date) in ms, within [0, 60 s]; undefined when absent. */
+export function parseRetryAfter(value: string | null | undefined, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  const seconds = Number(value.trim());
+  const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(value) - now;
+  if (!Number.isFinite(ms)) return undefined;
+  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms));
+}
+
+/**
+ * Runs `attempt` again after the answers that mean "not done, come back later": 429 and 503
+ * (rate limits, too many uploads, overload), waiting what their Retry-After asks (1 s without
+ * one), at most 8 times, for any request, since the service did not act on it. With `transient`,
+ * also after no answer at all and 502/503/504, with growing delays (polling: a server restart is
+ * not a failure; not for requests that may have been acted on).
+ */
+export async function withRetries<T>(attempt: () => Promise<T>, transient = false): Promise<T> {
+  const delays = transient ? [500, 1000, 2000, 4000, 8000] : [];
+  let later = 0;
+  let failures = 0;
+  for (;;) {
+    try {
+      return await attempt();
+    } catch (err) {
+      const status = err instanceof ProblemError ? err.problem.status : 0;
+      if ((status === 429 || status === 503) && later < MAX_LATER_ANSWERS) {
+        later++;
+        await sleep((err as ProblemError).retryAfterMs ?? 1000);
+        continue;
+      }
+      const retryable = err instanceof UnreachableError || [502, 503, 504].includes(status);
+      if (!retryable || failures >= delays.length) throw err;
+      await sleep(delays[failures++]);
+    }
+  }
+}
 
 /** Why a request got no answer, from fetch's or node:http's error. */
 export function describeNetworkError(err: unknown): string {
@@ -108,18 +149,7 @@ export class ApiClient {
     path: string,
     opts: RequestOptions = {},
   ): Promise<{ status: number; body: T }> {
-    const delays = opts.retry ? [500, 1000, 2000, 4000, 8000] : [];
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.once<T>(method, path, opts);
-      } catch (err) {
-        const transient =
-          err instanceof UnreachableError ||
-          (err instanceof ProblemError && [502, 503, 504].includes(err.problem.status));
-        if (!transient || attempt >= delays.length) throw err;
-        await sleep(delays[attempt]);
-      }
-    }
+    return withRetries(() => this.once<T>(method, path, opts), opts.retry === true);
   }
 
   private async once<T>(
@@ -144,7 +174,10 @@ export class ApiClient {
     } catch (err) {
       throw new UnreachableError(`cannot reach ${this.base.origin} (${what}): ${describeNetworkError(err)}`);
     }
-    if (!res.ok) throw new ProblemError(problemFromResponse(res.status, res.statusText, text), what);
+    if (!res.ok) {
+      const problem = problemFromResponse(res.status, res.statusText, text);
+      throw new ProblemError(problem, what, parseRetryAfter(res.headers.get('retry-after')));
+    }
     return { status: res.status, body: (text ? parseJsonBody<T>(text, what) : undefined) as T };
   }
 }

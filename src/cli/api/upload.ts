@@ -13,7 +13,14 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CliError, EXIT, ProblemError, UnreachableError, UsageError } from '../errors.js';
-import { type ApiClient, describeNetworkError, parseJsonBody, problemFromResponse } from './client.js';
+import {
+  type ApiClient,
+  describeNetworkError,
+  parseJsonBody,
+  parseRetryAfter,
+  problemFromResponse,
+  withRetries,
+} from './client.js';
 import type { Dataset, Model, Page } from './types.js';
 
 export type MultipartPart =
@@ -47,7 +54,16 @@ export async function fileSize(file: string, flag: string): Promise<number> {
 const quote = (s: string) => s.replace(/["\\\r\n]/g, (c) => encodeURIComponent(c));
 
 /** POSTs a multipart/form-data body (fields and files streamed from disk) and parses the JSON answer. */
-export async function postMultipart<T>(
+export function postMultipart<T>(
+  client: ApiClient,
+  apiPath: string,
+  parts: MultipartPart[],
+): Promise<{ status: number; body: T }> {
+  // 503 TOO_MANY_UPLOADS / OVERLOADED and 429: sent again, from the files, after Retry-After.
+  return withRetries(() => postMultipartOnce<T>(client, apiPath, parts));
+}
+
+async function postMultipartOnce<T>(
   client: ApiClient,
   apiPath: string,
   parts: MultipartPart[],
@@ -86,7 +102,8 @@ export async function postMultipart<T>(
       'content-length': String(length),
     },
   });
-  const answer = new Promise<{ status: number; statusText: string; text: string }>((resolve, reject) => {
+  type Answer = { status: number; statusText: string; text: string; retryAfter?: string };
+  const answer = new Promise<Answer>((resolve, reject) => {
     req.on('response', (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
@@ -95,6 +112,7 @@ export async function postMultipart<T>(
           status: res.statusCode ?? 0,
           statusText: res.statusMessage ?? '',
           text: Buffer.concat(chunks).toString('utf8'),
+          retryAfter: res.headers['retry-after'],
         }),
       );
       res.on('error', reject);
@@ -107,7 +125,7 @@ export async function postMultipart<T>(
     () => null,
     (err: unknown) => err,
   );
-  let res: { status: number; statusText: string; text: string };
+  let res: Answer;
   try {
     res = await answer;
   } catch (err) {
@@ -117,7 +135,8 @@ export async function postMultipart<T>(
     );
   }
   if (res.status < 200 || res.status >= 300) {
-    throw new ProblemError(problemFromResponse(res.status, res.statusText, res.text), what);
+    const problem = problemFromResponse(res.status, res.statusText, res.text);
+    throw new ProblemError(problem, what, parseRetryAfter(res.retryAfter));
   }
   return { status: res.status, body: parseJsonBody<T>(res.text, what) };
 }
