@@ -7,6 +7,7 @@ import type PgBoss from 'pg-boss';
 import type { Config } from './config.js';
 import { authPlugin } from './http/auth.js';
 import { errorHandlerPlugin } from './http/errorHandler.js';
+import { installJsonBodyParser } from './http/jsonBody.js';
 import { metricsPlugin } from './http/metrics.js';
 import { overloadPlugin } from './http/overload.js';
 import { problem } from './http/problem.js';
@@ -78,6 +79,7 @@ export async function buildApp(
   // The API takes JSON and multipart only; Fastify's default text/plain parser would turn a text
   // body into a confusing validation error instead of a 415.
   app.removeContentTypeParser('text/plain');
+  installJsonBodyParser(app);
   await app.register(errorHandlerPlugin);
   await app.register(authPlugin, {
     keys: apiKeyRepository(deps.db.prisma, deps.db.pool),

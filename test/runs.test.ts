@@ -329,7 +329,24 @@ describe('POST /v1/runs refusals: nothing is stored or queued', () => {
       payload: '{"modelId": ',
     });
     expectProblem(raw, 400, 'INVALID_JSON');
+    expect(raw.json().detail).toMatch(/^the body is not valid JSON: /);
     expectMatchesSpec('POST', '/v1/runs', raw);
+    const poisoned = await t.app.inject({
+      method: 'POST',
+      url: '/v1/runs',
+      headers: { ...t.auth, 'content-type': 'application/json' },
+      payload: '{"__proto__": {"isAdmin": true}}',
+    });
+    expectProblem(poisoned, 400, 'INVALID_JSON');
+    expect(poisoned.json().detail).toContain('"__proto__"');
+    // An empty JSON body is no body: here the schema asks for one.
+    const empty = await t.app.inject({
+      method: 'POST',
+      url: '/v1/runs',
+      headers: { ...t.auth, 'content-type': 'application/json' },
+      payload: '',
+    });
+    expectProblem(empty, 400, 'VALIDATION_FAILED');
     const text = await t.app.inject({
       method: 'POST',
       url: '/v1/runs',
@@ -423,7 +440,13 @@ describe('run lifecycle', () => {
     expect(results.json().runStatus).toBe(run.status);
     expectMatchesSpec('GET', '/v1/runs/{id}/results', results);
 
-    const cancel = await inject('POST', `/v1/runs/${queuedId}/cancel`);
+    // As some HTTP clients send it: a JSON content type with an empty body.
+    const cancel = await t.app.inject({
+      method: 'POST',
+      url: `/v1/runs/${queuedId}/cancel`,
+      headers: { ...t.auth, 'content-type': 'application/json' },
+      payload: '',
+    });
     expect(cancel.statusCode, cancel.body).toBe(200);
     expectMatchesSpec('POST', '/v1/runs/{id}/cancel', cancel);
     expect(cancel.json()).toMatchObject({ id: queuedId, status: 'canceled' });
