@@ -1,6 +1,7 @@
 // Gates, baselines, verdicts and comparisons through the real API: the rotation-augmented
 // model passes a rotation gate that the plain model fails.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiKeyRepository } from '../src/store/apiKeys.js';
 import { createTestApp, type TestApp } from './helpers/app.js';
 import { expectMatchesSpec } from './helpers/contract.js';
 import {
@@ -173,11 +174,12 @@ describe('gates', () => {
     expect(await t.db.prisma.run.count()).toBe(before);
   });
 
-  it('POST /v1/runs/{id}/verdict evaluates new gates without re-running', async () => {
+  it('POST /v1/runs/{id}/verdict evaluates new gates without re-running (a read key may)', async () => {
+    const { key } = await apiKeyRepository(t.db.prisma).create('dashboard', ['read']);
     const res = await t.app.inject({
       method: 'POST',
       url: `/v1/runs/${production.id}/verdict`,
-      headers: t.auth,
+      headers: { authorization: `Bearer ${key}` },
       payload: {
         gates: [
           { metric: 'ekld.class(T-shirt/top)', op: '<', value: 0.000001 },

@@ -189,10 +189,15 @@ export async function runRoutes(app: FastifyInstance, deps: AppDeps) {
     },
   );
 
-  app.post('/v1/runs/:id/verdict', { schema: { params: IdParams, body: VerdictBody } }, async (req) => {
-    const body = req.body as Static<typeof VerdictBody>;
-    return evaluateVerdict(deps.db.pool, (req.params as Static<typeof IdParams>).id, body);
-  });
+  // Evaluating gates changes nothing (the stored verdict stays): a read key may ask, as a dashboard would.
+  app.post(
+    '/v1/runs/:id/verdict',
+    { config: { scope: 'read' }, schema: { params: IdParams, body: VerdictBody } },
+    async (req) => {
+      const body = req.body as Static<typeof VerdictBody>;
+      return evaluateVerdict(deps.db.pool, (req.params as Static<typeof IdParams>).id, body);
+    },
+  );
 
   app.get('/v1/runs/:id/compare', { schema: { params: IdParams, querystring: CompareQuery } }, async (req) =>
     compareRuns(
