@@ -240,6 +240,23 @@ describe('flag languages and report formats', () => {
     for (const row of ['| ✅ PASS | ok |', '| ⚠️ WARN | soft |', '| ❌ FAIL | hard |', '| ❌ ERROR | err |']) {
       expect(md).toContain(row);
     }
+    // Table cells show what was typed: no HTML from gate names, code spans left as they are.
+    const tagged = renderMarkdown({
+      ...report,
+      verdict: { status: 'FAIL', gates: [gate('<b>bold</b> & `a<b`', false, 'FAIL')] },
+    });
+    expect(tagged).toContain('| ❌ FAIL | &lt;b&gt;bold&lt;/b&gt; &amp; `a<b` |');
+    // A run stopped by --timeout has no timings: its time comes from its timestamps.
+    const stopped = renderJunit({
+      ...report,
+      run: {
+        ...run,
+        timings: null,
+        startedAt: '2026-01-01T00:00:01.000Z',
+        finishedAt: '2026-01-01T00:00:03.500Z',
+      },
+    });
+    expect(stopped).toMatch(/<testsuites [^>]*time="2.500"/);
 
     // A run that failed before its gates could be judged: every gate is a JUnit <error>.
     const failed = { ...run, status: 'failed' as const, error: { code: 'SHARD_FAILED', message: 'boom' } };

@@ -85,11 +85,20 @@ function cases(r: Report): Case[] {
   ];
 }
 
+/** How long the run took: its own timing, else from its timestamps (a run canceled by --timeout has none). */
+function runMs(run: Report['run'], now = Date.now()): number {
+  const total = run.timings?.totalMs;
+  if (typeof total === 'number' && Number.isFinite(total)) return total;
+  const from = Date.parse(run.startedAt ?? run.createdAt);
+  const to = run.finishedAt ? Date.parse(run.finishedAt) : now;
+  return Number.isFinite(from) && Number.isFinite(to) ? Math.max(0, to - from) : 0;
+}
+
 export function renderJunit(r: Report): string {
   const all = cases(r);
   const failures = all.filter((c) => c.kind === 'failure').length;
   const errors = all.filter((c) => c.kind === 'error').length;
-  const seconds = ((r.run.timings?.totalMs ?? 0) / 1000).toFixed(3);
+  const seconds = (runMs(r.run) / 1000).toFixed(3);
   const suite = `invariance ${r.run.name ?? r.model?.name ?? r.run.id}`;
   const classname = `invariance.${(r.model?.name ?? 'run').replace(/[^\w.-]+/g, '_')}`;
   const props: Array<[string, string]> = [

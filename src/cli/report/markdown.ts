@@ -16,9 +16,19 @@ const ICON: Record<OutcomeStatus | VerdictStatus, string> = {
   PENDING: '⏳',
 };
 
-/** A table cell: no line breaks, pipes escaped. */
+/**
+ * A table cell: no line breaks, pipes escaped, and outside `code spans` the characters HTML would
+ * read (< > &) as entities, so that a gate named `<b>x</b>` shows as typed.
+ */
 export function cell(s: string): string {
-  return s.replace(/\r?\n/g, ' ').replace(/\|/g, '\\|');
+  const text = s
+    .replace(/\r?\n/g, ' ')
+    .split('`')
+    .map((part, i) =>
+      i % 2 === 1 ? part : part.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;'),
+    )
+    .join('`');
+  return text.replace(/\|/g, '\\|');
 }
 const code = (s: string) => `\`${s.replace(/`/g, "'")}\``;
 
