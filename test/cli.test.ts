@@ -455,27 +455,11 @@ describe('invariance CLI against a real server', () => {
     expect(dsList.stdout).toMatch(/^id\s+name\s+format/);
     expect(dsList.stdout).toMatch(/idx\s+1000\s+28x28x1\s+10/);
     // Known bytes with the stored class names are reused; with other names the service refuses.
+    const pushWithNames = (names: string) =>
+      cli(['datasets', 'push', '--images', IMAGES, '--labels', LABELS, '--class-names', names]);
     const [sameNames, otherNames] = await Promise.all([
-      cli([
-        'datasets',
-        'push',
-        '--images',
-        IMAGES,
-        '--labels',
-        LABELS,
-        '--class-names',
-        FMNIST_CLASSES.join(','),
-      ]),
-      cli([
-        'datasets',
-        'push',
-        '--images',
-        IMAGES,
-        '--labels',
-        LABELS,
-        '--class-names',
-        'a,b,c,d,e,f,g,h,i,j',
-      ]),
+      pushWithNames(FMNIST_CLASSES.join(',')),
+      pushWithNames('a,b,c,d,e,f,g,h,i,j'),
     ]);
     expect(sameNames.code, sameNames.stderr).toBe(0);
     expect(sameNames.stdout).toContain('reused');

@@ -2,9 +2,9 @@
 // 0x00000804 with [N,H,W,C]) and a labels file (0x00000801, [N]), each raw or gzip. Both are
 // streamed from their temp files straight into the canonical file; memory does not depend on N.
 import { CanonicalDatasetWriter, type CanonicalMeta } from './canonicalDataset.js';
-import { checkDatasetShape, type IngestLimits, invalid, pickError } from './errors.js';
+import { checkDatasetShape, invalid, pickError } from './errors.js';
 import { buildClasses, type ClassInfo, LabelCounter } from './labels.js';
-import { type ByteBudget, ChunkReader, openMaybeGunzip } from './streams.js';
+import { ChunkReader, openMaybeGunzip, type PairIngestOptions } from './streams.js';
 
 const UBYTE = 0x08;
 const TYPE_NAMES: Record<number, string> = {
@@ -49,14 +49,7 @@ export interface IdxIngestResult {
   classes: ClassInfo[];
 }
 
-export async function ingestIdx(opts: {
-  imagesPath: string;
-  labelsPath: string;
-  outPath: string;
-  limits: IngestLimits;
-  budget: ByteBudget;
-  classNames?: readonly string[];
-}): Promise<IdxIngestResult> {
+export async function ingestIdx(opts: PairIngestOptions): Promise<IdxIngestResult> {
   const images = new ChunkReader(await openMaybeGunzip(opts.imagesPath, opts.budget, 'images'), 'images');
   const labels = new ChunkReader(await openMaybeGunzip(opts.labelsPath, opts.budget, 'labels'), 'labels');
   let writer: CanonicalDatasetWriter | null = null;

@@ -5,7 +5,7 @@
 import { CanonicalDatasetWriter, type CanonicalMeta } from './canonicalDataset.js';
 import { checkDatasetShape, type IngestLimits, invalid, pickError } from './errors.js';
 import { buildClasses, type ClassInfo, LabelCounter, labelOutOfRange, MAX_LABEL } from './labels.js';
-import { type ByteBudget, ChunkReader, openMaybeGunzip } from './streams.js';
+import { type ByteBudget, ChunkReader, openMaybeGunzip, type PairIngestOptions } from './streams.js';
 import { type ZipArchive, type ZipEntryInfo, zipError } from './zip.js';
 
 export const NPY_MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
@@ -354,14 +354,7 @@ export async function ingestNpz(opts: {
  * with the part names in messages and `entry`. Both are streamed; gunzipped bytes are charged
  * to the budget as for an IDX pair.
  */
-export async function ingestNpyPair(opts: {
-  imagesPath: string;
-  labelsPath: string;
-  outPath: string;
-  limits: IngestLimits;
-  budget: ByteBudget;
-  classNames?: readonly string[];
-}): Promise<NpzIngestResult> {
+export async function ingestNpyPair(opts: PairIngestOptions): Promise<NpzIngestResult> {
   const xs = new ChunkReader(await openMaybeGunzip(opts.imagesPath, opts.budget, 'images'), 'images');
   try {
     const ys = new ChunkReader(await openMaybeGunzip(opts.labelsPath, opts.budget, 'labels'), 'labels');

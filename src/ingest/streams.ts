@@ -5,9 +5,19 @@ import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { pipeline, type Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { IngestError, invalid } from './errors.js';
+import { IngestError, type IngestLimits, invalid } from './errors.js';
 
 /** Counts unpacked bytes across a whole upload; throws UNCOMPRESSED_TOO_LARGE past the limit. */
+/** What reading an images/labels file pair (IDX or .npy, each raw or gzip) takes. */
+export interface PairIngestOptions {
+  imagesPath: string;
+  labelsPath: string;
+  outPath: string;
+  limits: IngestLimits;
+  budget: ByteBudget;
+  classNames?: readonly string[];
+}
+
 export class ByteBudget {
   used = 0;
   constructor(readonly limit: number) {}
