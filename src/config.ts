@@ -31,7 +31,14 @@ export interface Config {
   /** Seconds without a heartbeat after which a running shard is given to another worker. */
   shardStaleSeconds: number;
   shardRetries: number;
-  webhooks: { retryLimit: number; retryDelaySeconds: number; timeoutMs: number; pollMs: number };
+  webhooks: {
+    retryLimit: number;
+    retryDelaySeconds: number;
+    timeoutMs: number;
+    pollMs: number;
+    /** Webhook deliveries in flight at once in this process. */
+    concurrency: number;
+  };
   workers: number;
   ortThreads: number;
   ortEp: ExecutionProvider;
@@ -91,6 +98,18 @@ function bool(env: Env, name: string, fallback: boolean): boolean {
 
 const GiB = 1024 ** 3;
 
+/** INVARIANCE_ADMIN_KEY: an admin credential, so at least 16 characters and no whitespace. */
+function adminKey(env: Env): string | null {
+  const raw = env.INVARIANCE_ADMIN_KEY;
+  if (!raw) return null;
+  if (raw.length < 16 || /\s/.test(raw)) {
+    throw new ConfigError(
+      `INVARIANCE_ADMIN_KEY must be at least 16 characters without whitespace (got ${raw.length} characters)`,
+    );
+  }
+  return raw;
+}
+
 export function loadConfig(env: Env = process.env, overrides: Partial<Config> = {}): Config {
   const cores = Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
   const ortThreads = int(env, 'ORT_THREADS', 1, 1);
@@ -101,7 +120,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     dataDir: path.resolve(env.DATA_DIR || './data'),
     databaseUrl: env.DATABASE_URL || null,
     embeddedPgPort: int(env, 'EMBEDDED_PG_PORT', 0),
-    adminKey: env.INVARIANCE_ADMIN_KEY || null,
+    adminKey: adminKey(env),
     logLevel: env.LOG_LEVEL || 'info',
     role: oneOf(env, 'ROLE', ['api', 'worker', 'all'] as const, 'all'),
     limits: {
@@ -122,6 +141,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
       retryDelaySeconds: int(env, 'WEBHOOK_RETRY_DELAY_SECONDS', 5, 1),
       timeoutMs: int(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 100),
       pollMs: int(env, 'WEBHOOK_POLL_MS', 1000, 50),
+      concurrency: int(env, 'WEBHOOK_CONCURRENCY', 4, 1, 64),
     },
     workers,
     ortThreads,

@@ -96,7 +96,12 @@ async function main() {
     fromEnv: config.adminKey,
   });
   if (admin.generated) {
-    log(`generated an admin API key (shown once; also saved to ${admin.file}):\n  ${admin.key}`);
+    const why = admin.replacedRevoked ? ' (the key in it had been revoked)' : '';
+    log(`generated an admin API key${why} (shown once; also saved to ${admin.file}):\n  ${admin.key}`);
+  }
+  if (admin.retired) log(`revoked ${admin.retired} earlier INVARIANCE_ADMIN_KEY value(s)`);
+  if (admin.envKeyRevoked) {
+    log('warning: INVARIANCE_ADMIN_KEY has been revoked and grants nothing; give it a new value');
   }
 
   const queue = await startQueue(databaseUrl, { retryLimit: config.shardRetries, retryDelaySeconds: 2 });

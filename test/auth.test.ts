@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.js';
 import { grants } from '../src/http/auth.js';
 import { ensureAdminKey } from '../src/store/adminKey.js';
 import { apiKeyRepository, hashKey } from '../src/store/apiKeys.js';
@@ -42,6 +43,51 @@ describe('API keys', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it('a revoked bootstrap key stays revoked across restarts; a new INVARIANCE_ADMIN_KEY retires the old', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'inv-admin-'));
+    try {
+      const keys = apiKeyRepository(t.db.prisma);
+      const idOf = async (secret: string) => (await keys.authenticate(secret))?.id as string;
+      // admin.key revoked through the API: the next start writes and shows a new key.
+      const first = await ensureAdminKey(keys, { dataDir: dir, fromEnv: null });
+      expect(await keys.revoke(await idOf(first.key))).toBe(true);
+      const again = await ensureAdminKey(keys, { dataDir: dir, fromEnv: null });
+      expect(again).toMatchObject({ generated: true, replacedRevoked: true });
+      expect(again.key).not.toBe(first.key);
+      expect(await keys.authenticate(first.key)).toBeNull();
+      expect((await keys.authenticate(again.key))?.name).toBe('bootstrap-admin (admin.key)');
+      expect((await readFile(path.join(dir, 'admin.key'), 'utf8')).trim()).toBe(again.key);
+      expect(statSync(path.join(dir, 'admin.key')).mode & 0o777).toBe(0o600);
+
+      // INVARIANCE_ADMIN_KEY: rotating the value revokes the old one; a revoked value stays revoked.
+      const one = 'inv_env_key_one_0123456789';
+      const two = 'inv_env_key_two_0123456789';
+      // (the previous test's INVARIANCE_ADMIN_KEY value is retired here too)
+      await ensureAdminKey(keys, { dataDir: dir, fromEnv: one });
+      expect(await keys.authenticate('inv_from_env_secret_value_123')).toBeNull();
+      expect((await ensureAdminKey(keys, { dataDir: dir, fromEnv: two })).retired).toBe(1);
+      expect(await keys.authenticate(one)).toBeNull();
+      expect((await keys.authenticate(two))?.scopes).toEqual(['admin']);
+      expect(await keys.revoke(await idOf(two))).toBe(true);
+      const revoked = await ensureAdminKey(keys, { dataDir: dir, fromEnv: two });
+      expect(revoked.envKeyRevoked).toBe(true);
+      expect(await keys.authenticate(two)).toBeNull();
+      // admin.key is another source: untouched by the rotation.
+      expect(await keys.authenticate(again.key)).not.toBeNull();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('INVARIANCE_ADMIN_KEY must be a real credential', () => {
+    for (const bad of ['x', 'short-key', 'has a space in it 123']) {
+      expect(() => loadConfig({ INVARIANCE_ADMIN_KEY: bad })).toThrow(ConfigError);
+    }
+    expect(loadConfig({ INVARIANCE_ADMIN_KEY: 'inv_long_enough_key_0001' }).adminKey).toBe(
+      'inv_long_enough_key_0001',
+    );
   });
 
   it('revoked keys stop working at once', async () => {

@@ -68,13 +68,28 @@ export function apiKeyRepository(prisma: PrismaClient, pool?: pg.Pool) {
     },
 
     /** Makes sure a key with this secret exists (the bootstrap admin key); idempotent. */
-    async ensure(name: string, secret: string, scopes: Scope[]): Promise<void> {
+    /**
+     * A bootstrap key (`secret` under `name`), created when unknown. A key revoked through the API
+     * stays revoked: starting again with the same secret must not bring a leaked key back.
+     * Returns whether the key is usable.
+     */
+    async ensureBootstrap(name: string, secret: string, scopes: Scope[]): Promise<'active' | 'revoked'> {
       const hash = hashKey(secret);
-      await prisma.apiKey.upsert({
+      const row = await prisma.apiKey.upsert({
         where: { hash },
         create: { id: randomUUID(), name, prefix: secret.slice(0, 8), hash, scopes },
-        update: { revokedAt: null, scopes },
+        update: {},
       });
+      return row.revokedAt ? 'revoked' : 'active';
+    },
+
+    /** Revokes the keys named `name` other than `secret` (earlier values of a rotated key). */
+    async revokeOthersNamed(name: string, secret: string): Promise<number> {
+      const { count } = await prisma.apiKey.updateMany({
+        where: { name, hash: { not: hashKey(secret) }, revokedAt: null },
+        data: { revokedAt: new Date() },
+      });
+      return count;
     },
 
     async authenticate(secret: string): Promise<ApiKeyRecord | null> {
