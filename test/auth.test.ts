@@ -90,6 +90,20 @@ describe('API keys', () => {
     );
   });
 
+  it('records when a key was last used (to the minute)', async () => {
+    const keys = apiKeyRepository(t.db.prisma, t.db.pool);
+    const { key, record } = await keys.create('used', ['read']);
+    expect(record.lastUsedAt).toBeNull();
+    const before = Date.now();
+    await keys.authenticate(key);
+    let stored: Date | null = null;
+    for (let i = 0; i < 50 && !stored; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      stored = (await t.db.prisma.apiKey.findUnique({ where: { id: record.id } }))?.lastUsedAt ?? null;
+    }
+    expect(stored?.getTime()).toBeGreaterThanOrEqual(before - 1000);
+  });
+
   it('revoked keys stop working at once', async () => {
     const keys = apiKeyRepository(t.db.prisma);
     const { key, record } = await keys.create('temp', ['read']);

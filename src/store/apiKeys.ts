@@ -54,6 +54,9 @@ interface ApiKeyRow {
 }
 
 /** `pool`, when given, serves authenticate (the per-request lookup) without Prisma. */
+/** How stale an API key's lastUsedAt may get (ms). */
+const LAST_USED_RESOLUTION_MS = 60_000;
+
 export function apiKeyRepository(prisma: PrismaClient, pool?: pg.Pool) {
   return {
     async create(
@@ -110,6 +113,15 @@ export function apiKeyRepository(prisma: PrismaClient, pool?: pg.Pool) {
       if (!row || row.revokedAt) return null;
       // The lookup is by hash; compare again in constant time so the path does not leak.
       if (!timingSafeEqual(Buffer.from(row.hash), Buffer.from(hash))) return null;
+      // lastUsedAt to the minute: one write per key per minute, not per request, and not awaited
+      // (a failed bookkeeping write must not fail the request).
+      const last = row.lastUsedAt ? new Date(row.lastUsedAt).getTime() : 0;
+      if (Date.now() - last >= LAST_USED_RESOLUTION_MS) {
+        const touch = pool
+          ? pool.query('UPDATE api_keys SET last_used_at = now() WHERE id = $1', [row.id])
+          : prisma.apiKey.update({ where: { id: row.id }, data: { lastUsedAt: new Date() } });
+        void Promise.resolve(touch).catch(() => undefined);
+      }
       return toRecord(row);
     },
 
