@@ -125,6 +125,18 @@ describe('GET /metrics', () => {
       }),
     ).toBe(2);
   });
+
+  it('keeps counting inferences after a run is deleted', async () => {
+    const scrape = async () =>
+      sample((await t.app.inject({ method: 'GET', url: '/metrics' })).body, 'invariance_inferences_total');
+    expect(await scrape()).toBe(180);
+    // The finished run goes (its progress leaves the sum); then the queued one makes progress.
+    const del = await t.app.inject({ method: 'DELETE', url: `/v1/runs/${runId}`, headers: t.auth });
+    expect(del.statusCode, del.body).toBe(204);
+    expect(await scrape()).toBe(180);
+    await t.db.pool.query(`UPDATE runs SET progress_done = progress_done + 50 WHERE status = 'queued'`);
+    expect(await scrape()).toBe(230);
+  });
 });
 
 describe('GET /metrics with METRICS_PUBLIC=false', () => {

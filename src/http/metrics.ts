@@ -133,12 +133,13 @@ export const metricsPlugin = fp(async (app: FastifyInstance, opts: MetricsOption
     for (const [key, at] of shardsSeen)
       if (at < shardWatermark - 2 * SHARD_LOOKBACK_MS) shardsSeen.delete(key);
 
-    // Progress only grows, except when a failed shard's partial progress is discarded: the
-    // counter takes the increases.
+    // The sum of progress grows with every inference and drops when a run is deleted or a failed
+    // shard's progress is discarded: the counter takes the increases since the previous reading
+    // (not since the highest one, or it would stall after a deletion until the sum caught up).
     const total = Number(totals.rows[0]?.done ?? 0);
     if (inferencesSeen === null) inferences.inc(total);
     else if (total > inferencesSeen) inferences.inc(total - inferencesSeen);
-    inferencesSeen = Math.max(inferencesSeen ?? 0, total);
+    inferencesSeen = total;
     const now = Date.now();
     if (lastRate && now > lastRate.at) {
       inferenceRate.set(Math.max(0, total - lastRate.total) / ((now - lastRate.at) / 1000));
