@@ -9,7 +9,7 @@ import { startWorkers, type Workers } from './jobs/workers.js';
 import { ensureAdminKey } from './store/adminKey.js';
 import { apiKeyRepository } from './store/apiKeys.js';
 import { BlobStore } from './store/blobStore.js';
-import { openDatabase } from './store/database.js';
+import { isConnectionLoss, openDatabase } from './store/database.js';
 import type { EmbeddedDatabase } from './store/embeddedPostgres.js';
 import { loadEmbeddedPostgres } from './store/loadEmbeddedPostgres.js';
 import { migrate } from './store/migrator.js';
@@ -30,17 +30,9 @@ function parseArgs(argv: string[]): Record<string, string> {
  * pg-boss does not await some of its own queries (completing or failing a job): while the database
  * restarts, those reject with nobody to catch them, and Node would exit. Connection losses are
  * transient (pg-boss retries the job after its expiry, our janitor re-issues shards), so they are
- * logged and survived; any other unhandled rejection is a bug and still ends the process.
+ * logged and survived (isConnectionLoss); any other unhandled rejection is a bug and still ends
+ * the process.
  */
-function isConnectionLoss(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code !== 'string') return false;
-  // 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now, 08xxx connection exceptions
-  return (
-    /^(57P0[123]|08\w{3})$/.test(code) || ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(code)
-  );
-}
-
 process.on('unhandledRejection', (err) => {
   if (isConnectionLoss(err)) {
     process.stderr.write(`database connection lost (${(err as Error).message}); carrying on\n`);

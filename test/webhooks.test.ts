@@ -12,6 +12,7 @@ interface Received {
   path: string;
   headers: http.IncomingHttpHeaders;
   body: string;
+  at: number;
 }
 
 let t: TestApp;
@@ -20,6 +21,8 @@ let base: string;
 const received: Received[] = [];
 /** path -> how many requests to fail before answering 204 (Infinity: always fail). */
 const failFirst = new Map<string, number>();
+/** How long the receiver takes to answer on /slow. */
+const SLOW_MS = 3000;
 
 beforeAll(async () => {
   receiver = http.createServer((req, res) => {
@@ -29,9 +32,10 @@ beforeAll(async () => {
     });
     req.on('end', () => {
       const path = req.url ?? '/';
-      received.push({ path, headers: req.headers, body });
+      received.push({ path, headers: req.headers, body, at: Date.now() });
       const left = failFirst.get(path) ?? 0;
-      if (left > 0) {
+      if (path === '/slow') setTimeout(() => res.writeHead(204).end(), SLOW_MS);
+      else if (left > 0) {
         failFirst.set(path, left - 1);
         res.writeHead(500).end('not now');
       } else res.writeHead(204).end();
@@ -172,6 +176,45 @@ describe('webhooks', () => {
     ]);
     expect(rows.map((r) => r.type)).toEqual(['run.succeeded', 'verdict.failed']);
   });
+
+  it('delivers concurrently: a slow receiver holds up no other subscriber', async () => {
+    const undispatched = async () =>
+      (await t.db.pool.query('SELECT count(*)::int AS n FROM webhook_events WHERE dispatched_at IS NULL'))
+        .rows[0].n === 0;
+    await until('earlier events dispatched', undispatched);
+    const slow = await createHook('/slow', ['verdict.failed']);
+    const fast = await createHook('/fast', ['verdict.failed']);
+    const run = await t.db.prisma.run.findFirstOrThrow({ where: { status: 'succeeded' } });
+    // Two events, the second dispatched after the first: one delivery at a time would send the
+    // second event to /fast only once /slow had answered the first.
+    const emit = () =>
+      t.db.pool.query(`INSERT INTO webhook_events (type, run_id) VALUES ('verdict.failed', $1)`, [run.id]);
+    await emit();
+    await until('the first event dispatched', undispatched);
+    await emit();
+    await until(
+      'two deliveries to /fast',
+      async () => received.filter((r) => r.path === '/fast').length >= 2,
+    );
+    const firstSlow = await until('a delivery to /slow', async () =>
+      received.find((r) => r.path === '/slow'),
+    );
+    const lastFast = received.filter((r) => r.path === '/fast')[1];
+    expect(lastFast.at).toBeLessThan(firstSlow.at + SLOW_MS - 1000);
+
+    for (const hook of [slow, fast]) {
+      const items = await until(`both deliveries of ${hook.id} succeeded`, async () => {
+        const res = await t.app.inject({
+          method: 'GET',
+          url: `/v1/webhooks/${hook.id}/deliveries`,
+          headers: t.auth,
+        });
+        const list = res.json().items as Array<{ status: string; attempts: number }>;
+        return list.length === 2 && list.every((d) => d.status === 'succeeded') ? list : null;
+      });
+      expect(items.map((d) => d.attempts)).toEqual([1, 1]);
+    }
+  }, 30_000);
 
   it('validates, lists and deletes webhooks (admin only)', async () => {
     for (const payload of [

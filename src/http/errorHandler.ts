@@ -1,8 +1,14 @@
-// Turns every error into application/problem+json. Anything not recognised is a 500, logged
-// with the request id; tests assert that no input reaches that branch.
+// Turns every error into application/problem+json. A lost or refused database connection is a
+// 503 DATABASE_UNAVAILABLE with Retry-After (the database restarts, the client comes back).
+// Anything else not recognised is a 500, logged with the request id; tests assert that no input
+// reaches that branch.
 import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import { isConnectionLoss } from '../store/database.js';
 import { AppError, type Problem, problem } from './problem.js';
+
+/** Seconds a client is told to wait when the database is unreachable. */
+export const DATABASE_RETRY_AFTER = 5;
 
 function fromFastifyError(err: FastifyError): Problem | null {
   if (err.validation) {
@@ -45,17 +51,24 @@ function fromFastifyError(err: FastifyError): Problem | null {
 export const errorHandlerPlugin = fp(async (app: FastifyInstance) => {
   app.setErrorHandler((err: FastifyError, req, reply) => {
     let body: Problem | null = null;
+    let retryAfter = (err as AppError).extra?.retryAfter;
     if (err instanceof AppError) body = err.toProblem();
-    else body = fromFastifyError(err);
+    else if (isConnectionLoss(err)) {
+      // The real error (with the database's address) goes to the log, not to the client.
+      req.log.warn({ err }, 'database unavailable');
+      retryAfter = DATABASE_RETRY_AFTER;
+      body = problem(503, 'DATABASE_UNAVAILABLE', 'the database is unreachable; retry shortly', {
+        retryAfter,
+      });
+    } else body = fromFastifyError(err);
     if (!body) {
       req.log.error({ err }, 'unhandled error');
       body = problem(500, 'INTERNAL', 'an internal error occurred; it has been logged', {
         requestId: req.id,
       });
     }
-    if (body.status === 429 || body.status === 503) {
-      const retry = (err as AppError).extra?.retryAfter;
-      if (retry !== undefined) reply.header('retry-after', String(retry));
+    if ((body.status === 429 || body.status === 503) && retryAfter !== undefined) {
+      reply.header('retry-after', String(retryAfter));
     }
     return reply.status(body.status).type('application/problem+json').send(body);
   });

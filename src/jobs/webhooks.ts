@@ -22,6 +22,8 @@ export interface WebhookOptions {
   retryDelaySeconds: number;
   timeoutMs: number;
   pollMs: number;
+  /** Deliveries in flight at once (one pg-boss worker each), so a slow receiver holds up no other. */
+  concurrency: number;
 }
 
 interface EventRow {
@@ -180,11 +182,16 @@ export async function startWebhooks(
     retryDelay: opts.retryDelaySeconds,
     retryBackoff: true,
   });
-  await boss.work<{ deliveryId: string }>(
-    DELIVERY_QUEUE,
-    { includeMetadata: true, batchSize: 1, pollingIntervalSeconds: 0.5 },
-    async ([job]) => deliver(pool, job, opts),
-  );
+  // pg-boss 10's work() has no teamSize: each call is one independent poller that fetches one
+  // job, awaits it, then fetches the next. Several of them deliver in parallel, each job still
+  // completed or failed (and so retried with backoff) on its own.
+  for (let i = 0; i < Math.max(1, opts.concurrency); i++) {
+    await boss.work<{ deliveryId: string }>(
+      DELIVERY_QUEUE,
+      { includeMetadata: true, batchSize: 1, pollingIntervalSeconds: 0.5 },
+      async ([job]) => deliver(pool, job, opts),
+    );
+  }
   let busy = false;
   const timer = setInterval(() => {
     if (busy) return;
