@@ -322,37 +322,23 @@ describe('POST /v1/runs refusals: nothing is stored or queued', () => {
 
   it('400 INVALID_JSON, 415, 401 and 403 (a read-only key cannot submit)', async () => {
     const before = await counts();
-    const raw = await t.app.inject({
-      method: 'POST',
-      url: '/v1/runs',
-      headers: { ...t.auth, 'content-type': 'application/json' },
-      payload: '{"modelId": ',
-    });
+    const postText = (payload: string, contentType = 'application/json') =>
+      t.app.inject({
+        method: 'POST',
+        url: '/v1/runs',
+        headers: { ...t.auth, 'content-type': contentType },
+        payload,
+      });
+    const raw = await postText('{"modelId": ');
     expectProblem(raw, 400, 'INVALID_JSON');
     expect(raw.json().detail).toMatch(/^the body is not valid JSON: /);
     expectMatchesSpec('POST', '/v1/runs', raw);
-    const poisoned = await t.app.inject({
-      method: 'POST',
-      url: '/v1/runs',
-      headers: { ...t.auth, 'content-type': 'application/json' },
-      payload: '{"__proto__": {"isAdmin": true}}',
-    });
+    const poisoned = await postText('{"__proto__": {"isAdmin": true}}');
     expectProblem(poisoned, 400, 'INVALID_JSON');
     expect(poisoned.json().detail).toContain('"__proto__"');
     // An empty JSON body is no body: here the schema asks for one.
-    const empty = await t.app.inject({
-      method: 'POST',
-      url: '/v1/runs',
-      headers: { ...t.auth, 'content-type': 'application/json' },
-      payload: '',
-    });
-    expectProblem(empty, 400, 'VALIDATION_FAILED');
-    const text = await t.app.inject({
-      method: 'POST',
-      url: '/v1/runs',
-      headers: { ...t.auth, 'content-type': 'text/plain' },
-      payload: 'rotate please',
-    });
+    expectProblem(await postText(''), 400, 'VALIDATION_FAILED');
+    const text = await postText('rotate please', 'text/plain');
     expect(text.statusCode).toBe(415);
     expectMatchesSpec('POST', '/v1/runs', text);
     const anonymous = await t.app.inject({ method: 'POST', url: '/v1/runs', payload: cheap() });
