@@ -123,9 +123,13 @@ async function main() {
     const force = setTimeout(() => process.exit(1), 30_000);
     force.unref();
     try {
-      await app.close(); // stops accepting, waits for in-flight requests
-      await webhooks?.stop();
-      await workers?.stop(); // in-flight shards go back to the queue
+      // At once, not one after the other: in-flight shards are handed back right away instead of
+      // running on (and finishing) while in-flight requests and webhook pollers wind down.
+      await Promise.all([
+        app.close(), // stops accepting, waits for in-flight requests
+        webhooks?.stop(),
+        workers?.stop(), // in-flight shards go back to the queue
+      ]);
       await queue.stop({ graceful: true, wait: true, close: true, timeout: 10_000 });
       await db.close();
       if (embedded) await embedded.stop();

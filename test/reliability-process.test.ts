@@ -24,6 +24,7 @@ let dataDir: string;
 let server: ChildServer | null = null;
 let ids: { modelId: string; datasetId: string };
 let baseline: Record<string, unknown>;
+let longBaseline: Record<string, unknown>;
 
 const start = (shardInferences = 300) =>
   startChildServer({
@@ -37,9 +38,12 @@ const start = (shardInferences = 300) =>
     SHARD_RETRIES: '2',
   });
 
-const request = () => ({
+/** The SIGTERM test's sweep: 16 images a sample, so that its two shards run for seconds. */
+const LONG = Array.from({ length: 15 }, (_, i) => 10 + 24 * i);
+
+const request = (rotations = [30, 90, 200]) => ({
   ...ids,
-  transforms: [{ type: 'rotate', values: [30, 90, 200] }],
+  transforms: [{ type: 'rotate', values: rotations }],
   metrics: ['accuracy', 'ekld', 'nv'],
   nv: { layers: 'all', aggregation: ['none', 'mean'] },
   limit: 1000,
@@ -63,8 +67,8 @@ async function shards(runId: string): Promise<Shard[]> {
 
 const count = (rows: Shard[], status: string) => rows.filter((s) => s.status === status).length;
 
-async function submit(s: ChildServer): Promise<string> {
-  const res = await api<{ id: string }>(s, 'POST', '/v1/runs', request());
+async function submit(s: ChildServer, rotations?: number[]): Promise<string> {
+  const res = await api<{ id: string }>(s, 'POST', '/v1/runs', request(rotations));
   expect(res.status, JSON.stringify(res.body)).toBe(202);
   return res.body.id;
 }
@@ -106,6 +110,7 @@ beforeAll(async () => {
   // The uninterrupted run everything below is compared with.
   baseline = await waitSucceeded(server, await submit(server));
   expect(countNumbers(baseline)).toBeGreaterThan(200);
+  longBaseline = await waitSucceeded(server, await submit(server, LONG));
 }, 120_000);
 
 afterAll(async () => {
@@ -128,8 +133,8 @@ it('a server killed with SIGKILL mid-run: a new server finishes the run with the
   expect(finished.length).toBeGreaterThan(0);
   expect(count(atKill, 'pending')).toBeGreaterThan(0);
 
-  // The next server cuts runs into shards of 2,000 inferences (the SIGTERM test needs long ones).
-  server = await start(2000);
+  // The next server cuts runs into shards of 8,000 inferences (the SIGTERM test needs long ones).
+  server = await start(8000);
   const results = await waitSucceeded(server, id);
   expect(resultDiffs(results, baseline)).toEqual([]);
 
@@ -149,8 +154,8 @@ it('a server killed with SIGKILL mid-run: a new server finishes the run with the
 
 it('SIGTERM mid-run: exits 0 within seconds, in-flight shards go back to the queue, a restart finishes', async () => {
   const current = server!;
-  // Two shards of 500 samples x 4 images, five engine batches each: stopped in the middle.
-  const id = await submit(current);
+  // Two shards of 500 samples x 16 images (seconds each, NV on every layer): stopped in the middle.
+  const id = await submit(current, LONG);
   expect((await shards(id)).length).toBe(2);
   const deadline = Date.now() + 60_000;
   for (;;) {
@@ -190,10 +195,10 @@ it('SIGTERM mid-run: exits 0 within seconds, in-flight shards go back to the que
   );
   expect(active[0].n, 'no job left active by the stopped server').toBe(0);
 
-  server = await start(2000);
+  server = await start(8000);
   const results = await waitSucceeded(server, id);
-  // Sharded in 2 here, in 14 for the baseline: the same numbers.
-  expect(resultDiffs(results, baseline)).toEqual([]);
+  // Sharded in 2 here, in 54 for the baseline: the same numbers.
+  expect(resultDiffs(results, longBaseline)).toEqual([]);
   const after = await shards(id);
   for (const s of handedBack) expect(after[s.index].attempts, `shard ${s.index}`).toBe(s.attempts + 1);
 }, 120_000);
