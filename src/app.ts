@@ -61,6 +61,7 @@ export async function buildApp(
         .send(problem(status, code, err.message));
     },
     bodyLimit: 1024 * 1024,
+    trustProxy: deps.config.trustProxy,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Every route as registered, for the contract test that checks openapi.yaml covers them all.

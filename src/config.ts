@@ -14,6 +14,11 @@ export interface Config {
   databaseUrl: string | null;
   embeddedPgPort: number;
   adminKey: string | null;
+  /**
+   * Fastify's trustProxy: whom to believe about the client address in X-Forwarded-For (rate
+   * limits and key-guessing limits count per address). false: the socket's peer.
+   */
+  trustProxy: boolean | string[];
   logLevel: string;
   role: Role;
   limits: {
@@ -98,6 +103,22 @@ function bool(env: Env, name: string, fallback: boolean): boolean {
 
 const GiB = 1024 ** 3;
 
+/**
+ * TRUST_PROXY: unset or false (the socket's peer is the client), true (the left-most
+ * X-Forwarded-For entry: only behind a proxy that sets it), or a comma-separated list of proxy
+ * addresses or CIDR ranges whose X-Forwarded-For is believed.
+ */
+function trustProxy(env: Env): boolean | string[] {
+  const raw = env.TRUST_PROXY?.trim();
+  if (!raw || raw === 'false') return false;
+  if (raw === 'true') return true;
+  const list = raw.split(',').map((s) => s.trim());
+  if (list.some((s) => !/^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(s))) {
+    throw new ConfigError(`TRUST_PROXY must be true, false or a list of addresses/CIDR ranges, got "${raw}"`);
+  }
+  return list;
+}
+
 /** INVARIANCE_ADMIN_KEY: an admin credential, so at least 16 characters and no whitespace. */
 function adminKey(env: Env): string | null {
   const raw = env.INVARIANCE_ADMIN_KEY;
@@ -121,6 +142,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     databaseUrl: env.DATABASE_URL || null,
     embeddedPgPort: int(env, 'EMBEDDED_PG_PORT', 0),
     adminKey: adminKey(env),
+    trustProxy: trustProxy(env),
     logLevel: env.LOG_LEVEL || 'info',
     role: oneOf(env, 'ROLE', ['api', 'worker', 'all'] as const, 'all'),
     limits: {

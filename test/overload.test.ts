@@ -6,6 +6,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.js';
 import { AuthFailureCounter } from '../src/http/auth.js';
 import { apiKeyRepository } from '../src/store/apiKeys.js';
 import { createTestApp, type TestApp } from './helpers/app.js';
@@ -115,6 +116,47 @@ describe('key guessing: AUTH_FAILURES_PER_MINUTE invalid keys per client address
     expect(counter.blockedFor('a', 1001)).toBe(0);
     for (const address of ['b', 'c', 'd', 'e']) counter.record(address, 1002);
     expect(counter.size).toBe(3); // the oldest windows went first
+  });
+});
+
+describe('TRUST_PROXY: client addresses from X-Forwarded-For', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp(
+      {},
+      { env: { AUTH_FAILURES_PER_MINUTE: '2', RATE_LIMIT_PER_MINUTE: '0', TRUST_PROXY: '127.0.0.1' } },
+    );
+  });
+  afterAll(async () => t?.close());
+
+  const via = (remoteAddress: string, forwardedFor: string, key: string) =>
+    t.app.inject({
+      method: 'GET',
+      url: '/v1/models',
+      remoteAddress,
+      headers: { authorization: `Bearer ${key}`, 'x-forwarded-for': forwardedFor },
+    });
+
+  it('behind the trusted proxy, key guessing is counted per real client, not per proxy', async () => {
+    for (let i = 0; i < 2; i++)
+      expect((await via('127.0.0.1', '203.0.113.7', `inv_guess_${i}`)).statusCode).toBe(401);
+    expectProblem(await via('127.0.0.1', '203.0.113.7', t.adminKey), 429, 'TOO_MANY_AUTH_FAILURES');
+    // Another client through the same proxy is not locked out.
+    expect((await via('127.0.0.1', '203.0.113.8', t.adminKey)).statusCode).toBe(200);
+    // An untrusted peer cannot pick its address with the header.
+    for (let i = 0; i < 2; i++)
+      expect((await via('198.51.100.9', `10.0.0.${i}`, `inv_guess_x${i}`)).statusCode).toBe(401);
+    expectProblem(await via('198.51.100.9', '10.0.0.99', t.adminKey), 429, 'TOO_MANY_AUTH_FAILURES');
+  });
+
+  it('TRUST_PROXY is validated', () => {
+    expect(loadConfig({}).trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(true);
+    expect(loadConfig({ TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' }).trustProxy).toEqual([
+      '10.0.0.0/8',
+      '127.0.0.1',
+    ]);
+    expect(() => loadConfig({ TRUST_PROXY: 'my proxy' })).toThrow(ConfigError);
   });
 });
 
