@@ -804,8 +804,6 @@ interface Candidate {
   /** From staticType, the last resort. */
   guessedType: string | null;
   shape: Dim[] | null;
-  /** Dims seen when the model ran on zeros (the batch dim named), null when it did not run. */
-  revealed: Dim[] | null;
   /** Whether dim 0 followed the batch size of the runs on zeros; null when unknown. */
   batched: boolean | null;
 }
@@ -908,7 +906,6 @@ function candidates(graph: RawGraph, inputName: string): Candidate[] {
         ortType: null,
         guessedType: code ? elemTypeName(code) : null,
         shape: d?.shape ?? null,
-        revealed: null,
         batched: null,
       });
     });
@@ -1046,20 +1043,22 @@ async function probe(
       const d1 = one.get(c.name);
       if (!d1) continue;
       const d2 = two?.get(c.name);
+      // The dims the runs show (the batch dim named), and whether dim 0 followed the batch.
+      let revealed: Dim[] | null = null;
       if (fixedBatch) {
-        c.revealed = d1;
+        revealed = d1;
         c.batched = d1.length > 0 && d1[0] === batchDim;
       } else if (d2 && d2.length === d1.length) {
-        c.revealed = d1.map((d, i): Dim => (d2[i] === d ? d : d === 1 && d2[i] === 2 ? batchName : null));
+        revealed = d1.map((d, i): Dim => (d2[i] === d ? d : d === 1 && d2[i] === 2 ? batchName : null));
         c.batched = d1.length > 0 && d1[0] === 1 && d2[0] === 2;
       } else if (!d2) {
         // Only batch 1 ran: its leading 1 is the batch the model takes.
-        c.revealed = d1.map((d, i): Dim => (i === 0 && d === 1 ? batchName : d));
+        revealed = d1.map((d, i): Dim => (i === 0 && d === 1 ? batchName : d));
         c.batched = d1.length > 0 && d1[0] === 1;
       } else {
         c.batched = false;
       }
-      c.shape = refineShape(c.shape, c.revealed);
+      c.shape = refineShape(c.shape, revealed);
     }
     return { batchOneOnly };
   } finally {
@@ -1128,7 +1127,8 @@ export async function inspectModel(filePath: string, options: InspectOptions = {
     return {
       name: o.name,
       type: o.type ?? m?.type ?? (c ? typeOfCandidate(c) : null) ?? 'unknown',
-      shape: refineShape(declared, c?.revealed ?? null),
+      // Sizes the probe found (in c.shape) replace symbolic dims the file declares.
+      shape: refineShape(declared, c?.shape ?? null),
     };
   });
   // A symbolic batch that only runs with batch 1 (an export that reshapes to [1, -1], say) is

@@ -147,7 +147,7 @@ export async function getRun(runs: RunRepository, id: string): Promise<RunView> 
 }
 
 /** 409 RUN_NOT_FINISHED unless the run has succeeded: `what` (results, charts, ...) exist only then. */
-function requireSucceeded(id: string, status: RunStatus, what: string): void {
+export function requireSucceeded(id: string, status: RunStatus, what: string): void {
   if (status !== 'succeeded') {
     throw new AppError(
       409,

@@ -16,6 +16,8 @@ import {
 import type { Baseline } from '../domain/runSpec.js';
 import { AppError, notFound } from '../http/problem.js';
 import { isUuid } from '../store/ids.js';
+import type { RunStatus } from '../store/runRepository.js';
+import { requireSucceeded } from './runs.js';
 
 export interface ResolvedBaseline {
   runId: string | null;
@@ -95,12 +97,9 @@ async function finishedRun(pool: pg.Pool, id: string) {
     : { rows: [] };
   const row = rows[0];
   if (!row) throw notFound('run', id);
-  if (row.status !== 'succeeded' || !row.results) {
-    throw new AppError(409, 'RUN_NOT_FINISHED', `run ${id} is ${row.status}; it has no results to judge`, {
-      runStatus: row.status,
-    });
-  }
-  return { ...row, results: row.results };
+  // A run's results are written in the same UPDATE that marks it succeeded.
+  requireSucceeded(id, row.status as RunStatus, 'results to judge');
+  return { ...row, results: row.results as RunResults };
 }
 
 /** POST /v1/runs/{id}/verdict: new gates against a finished run, without re-running it. */

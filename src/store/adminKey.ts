@@ -44,16 +44,17 @@ export async function ensureAdminKey(
     return { ...none, key: opts.fromEnv, envKeyRevoked: state === 'revoked', retired, file: null };
   }
   const file = path.join(opts.dataDir, 'admin.key');
-  if (existsSync(file)) {
+  const hadFile = existsSync(file);
+  if (hadFile) {
     const key = (await readFile(file, 'utf8')).trim();
     if ((await keys.ensureBootstrap(FILE_KEY_NAME, key, ['admin'])) === 'active') {
       return { ...none, key, file };
     }
   }
-  const replacedRevoked = existsSync(file);
   const key = generateKey();
   await mkdir(opts.dataDir, { recursive: true });
   await writeKeyFile(file, key);
   await keys.ensureBootstrap(FILE_KEY_NAME, key, ['admin']);
-  return { ...none, key, generated: true, replacedRevoked, file };
+  // Here a file that was there held a revoked key.
+  return { ...none, key, generated: true, replacedRevoked: hadFile, file };
 }

@@ -63,8 +63,8 @@ export function runRepository(db: Pick<Database, 'pool' | 'prisma'>) {
     },
 
     /**
-     * Deletes a finished run and every row that belongs to it, in one transaction: its shards,
-     * its webhook events (the outbox has no foreign key to runs) and the deliveries made from
+     * Deletes a finished run and every row that belongs to it, in one transaction: its shards
+     * (by cascade), its webhook events (the outbox has no foreign key to runs) and the deliveries made from
      * them. The run row is locked first, as shard completions do, so the status seen is the one
      * deleted. Returns the status found: null when there is no such run; a queued or running run
      * is left as it was. Other runs are untouched, including those whose stored verdict names
@@ -89,8 +89,7 @@ export function runRepository(db: Pick<Database, 'pool' | 'prisma'>) {
             events.rows.map((e) => e.id),
           ]);
         }
-        // (run_shards would also go by ON DELETE CASCADE; said here so nothing depends on it.)
-        await client.query('DELETE FROM run_shards WHERE run_id = $1', [id]);
+        // Its run_shards go with it (ON DELETE CASCADE).
         await client.query('DELETE FROM runs WHERE id = $1', [id]);
         return { deleted: true, status };
       });

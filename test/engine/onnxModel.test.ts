@@ -15,9 +15,13 @@ import { AppError } from '../../src/http/problem.js';
 import {
   encodeModel,
   FLOAT,
+  failingReshapeModel,
   floatTensor,
   INT64,
   int64Tensor,
+  mixedLayersModel,
+  reluModel,
+  symbolicClassesModel,
   tinyClassifier,
   valueInfo,
 } from '../helpers/onnxModels.js';
@@ -436,29 +440,8 @@ describe('withExtraOutputs', () => {
 
 // What the runs on zeros at upload find out (batch 1 and 2 for a symbolic batch).
 describe('inspectModel: what running the model on zeros reveals', () => {
-  const FLOAT16 = 10;
-  const ints = (name: string, values: number[]) => ({ name, type: 7, ints: values });
-
   it('marks layers normalized variance cannot be measured on: not float32, or not batch first', async () => {
-    const bytes = encodeModel({
-      input: [valueInfo('x', FLOAT, ['N', 1, 4, 4])],
-      output: [valueInfo('y', FLOAT, ['N', 16])],
-      initializer: [int64Tensor('all', [1], [-1])],
-      node: [
-        { opType: 'Relu', input: ['x'], output: ['r'] },
-        { opType: 'Cast', input: ['r'], output: ['h'], attribute: [{ name: 'to', type: 2, i: FLOAT16 }] },
-        { opType: 'Cast', input: ['h'], output: ['h32'], attribute: [{ name: 'to', type: 2, i: FLOAT }] },
-        { opType: 'Transpose', input: ['r'], output: ['t'], attribute: [ints('perm', [1, 0, 2, 3])] },
-        { opType: 'Reshape', input: ['r', 'all'], output: ['f'] },
-        {
-          opType: 'ReduceMean',
-          input: ['r'],
-          output: ['m'],
-          attribute: [{ name: 'keepdims', type: 2, i: 0 }],
-        },
-        { opType: 'Flatten', input: ['h32'], output: ['y'] },
-      ],
-    });
+    const bytes = mixedLayersModel();
     const info = await inspectModel(await fileOf(bytes));
     const byName = new Map(info.layers.map((l) => [l.name, l]));
     expect([...byName.keys()]).toEqual(['r', 'h', 'h32', 't', 'f', 'm', 'y']);
@@ -474,15 +457,7 @@ describe('inspectModel: what running the model on zeros reveals', () => {
   });
 
   it('resolves a symbolic class dim of the output to its size', async () => {
-    const bytes = encodeModel({
-      input: [valueInfo('x', FLOAT, ['N', 1, 4, 4])],
-      output: [valueInfo('y', FLOAT, ['N', 'K'])],
-      initializer: [floatTensor('w', [16, 10], new Array(160).fill(0.5))],
-      node: [
-        { opType: 'Flatten', input: ['x'], output: ['v'] },
-        { opType: 'MatMul', input: ['v', 'w'], output: ['y'] },
-      ],
-    });
+    const bytes = symbolicClassesModel();
     const info = await inspectModel(await fileOf(bytes));
     expect(info.outputs).toEqual([{ name: 'y', type: 'float32', shape: ['N', 10] }]);
   });
@@ -501,15 +476,7 @@ describe('inspectModel: what running the model on zeros reveals', () => {
   });
 
   it('refuses a model that cannot run on any input (422 INVALID_MODEL) and one with a 0-sized input dim', async () => {
-    const failing = encodeModel({
-      input: [valueInfo('x', FLOAT, ['N', 1, 4, 4])],
-      output: [valueInfo('y', FLOAT)],
-      initializer: [int64Tensor('bad', [2], [-1, 7])],
-      node: [
-        { opType: 'Flatten', input: ['x'], output: ['v'] },
-        { opType: 'Reshape', input: ['v', 'bad'], output: ['y'] },
-      ],
-    });
+    const failing = failingReshapeModel();
     const err = await refusal(failing);
     expect(err.code).toBe('INVALID_MODEL');
     expect(err.message).toMatch(/cannot run the model on an all-zero input \[1,1,4,4\]/);
@@ -517,11 +484,7 @@ describe('inspectModel: what running the model on zeros reveals', () => {
       ['N', 1, 0, 0],
       [0, 1, 28, 28],
     ]) {
-      const empty = encodeModel({
-        input: [valueInfo('x', FLOAT, dims)],
-        output: [valueInfo('y', FLOAT)],
-        node: [{ opType: 'Relu', input: ['x'], output: ['y'] }],
-      });
+      const empty = reluModel(dims);
       const e = await refusal(empty);
       expect(e.code).toBe('UNSUPPORTED_MODEL');
       expect(e.message).toMatch(/size 0/);
