@@ -55,48 +55,21 @@ async function refusal(bytes: Uint8Array): Promise<AppError> {
   throw new Error('expected the model to be refused');
 }
 
-const FIXTURE_LAYERS = [
-  {
-    name: '/conv1/Conv_output_0',
-    opType: 'Conv',
-    shape: ['batch', 16, 28, 28],
-    type: 'float32',
-    measurable: true,
-  },
-  { name: '/Relu_output_0', opType: 'Relu', shape: ['batch', 16, 28, 28], type: 'float32', measurable: true },
-  {
-    name: '/MaxPool_output_0',
-    opType: 'MaxPool',
-    shape: ['batch', 16, 14, 14],
-    type: 'float32',
-    measurable: true,
-  },
-  {
-    name: '/conv2/Conv_output_0',
-    opType: 'Conv',
-    shape: ['batch', 32, 14, 14],
-    type: 'float32',
-    measurable: true,
-  },
-  {
-    name: '/Relu_1_output_0',
-    opType: 'Relu',
-    shape: ['batch', 32, 14, 14],
-    type: 'float32',
-    measurable: true,
-  },
-  {
-    name: '/MaxPool_1_output_0',
-    opType: 'MaxPool',
-    shape: ['batch', 32, 7, 7],
-    type: 'float32',
-    measurable: true,
-  },
-  { name: '/Flatten_output_0', opType: 'Flatten', shape: ['batch', 1568], type: 'float32', measurable: true },
-  { name: '/fc1/Gemm_output_0', opType: 'Gemm', shape: ['batch', 128], type: 'float32', measurable: true },
-  { name: '/Relu_2_output_0', opType: 'Relu', shape: ['batch', 128], type: 'float32', measurable: true },
-  { name: 'logits', opType: 'Gemm', shape: ['batch', 10], type: 'float32', measurable: true },
-];
+/** The fixture CNN's layers: all float32 and batch first. */
+const FIXTURE_LAYERS = (
+  [
+    ['/conv1/Conv_output_0', 'Conv', ['batch', 16, 28, 28]],
+    ['/Relu_output_0', 'Relu', ['batch', 16, 28, 28]],
+    ['/MaxPool_output_0', 'MaxPool', ['batch', 16, 14, 14]],
+    ['/conv2/Conv_output_0', 'Conv', ['batch', 32, 14, 14]],
+    ['/Relu_1_output_0', 'Relu', ['batch', 32, 14, 14]],
+    ['/MaxPool_1_output_0', 'MaxPool', ['batch', 32, 7, 7]],
+    ['/Flatten_output_0', 'Flatten', ['batch', 1568]],
+    ['/fc1/Gemm_output_0', 'Gemm', ['batch', 128]],
+    ['/Relu_2_output_0', 'Relu', ['batch', 128]],
+    ['logits', 'Gemm', ['batch', 10]],
+  ] as Array<[string, string, Array<string | number>]>
+).map(([name, opType, shape]) => ({ name, opType, shape, type: 'float32', measurable: true }));
 
 describe('inspectModel on the fixtures', () => {
   it('lists input, output and every activation of the plain CNN with shapes', async () => {
